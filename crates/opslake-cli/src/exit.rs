@@ -1,0 +1,69 @@
+//! Exit codes, by who must act. A scheduler can branch on them; the README lists them.
+
+use std::fmt;
+use std::path::Path;
+
+use opslake_schema::ErrorClass;
+
+/// Success.
+pub const OK: u8 = 0;
+/// Bad command-line arguments (clap's own code).
+pub const USAGE: u8 = 2;
+/// The user's input is wrong: config, contract, pipelines, data. Fix it and rerun.
+pub const USER: u8 = 3;
+/// Something outside opslake failed: file system, object store, network. Retrying may help.
+pub const EXTERNAL: u8 = 4;
+/// opslake itself is wrong (EX_SOFTWARE). Please report it.
+pub const INTERNAL: u8 = 70;
+
+/// An error on its way to the terminal, with the class that picks the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    class: ErrorClass,
+    error: anyhow::Error,
+}
+
+impl CliError {
+    /// An error of `class`.
+    pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> Self {
+        Self { class, error: error.into() }
+    }
+
+    /// A user error with a message saying what to fix.
+    pub fn user(message: impl fmt::Display) -> Self {
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}") }
+    }
+
+    /// A failed read or write of `path`.
+    pub fn io(path: &Path, err: std::io::Error) -> Self {
+        Self { class: ErrorClass::External, error: anyhow::anyhow!("cannot access {}: {err}", path.display()) }
+    }
+
+    /// An error from opslake-schema, classified by that crate.
+    pub fn from_schema(err: opslake_schema::Error) -> Self {
+        Self::new(err.class(), err)
+    }
+
+    /// An error opening the project: a config that does not parse is the user's to fix.
+    pub fn from_project(err: opslake_schema::ProjectError) -> Self {
+        match err {
+            opslake_schema::ProjectError::Parse(p) => Self::user(p),
+            io @ opslake_schema::ProjectError::Io { .. } => Self::new(ErrorClass::External, io),
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self.class {
+            ErrorClass::User => USER,
+            ErrorClass::External => EXTERNAL,
+            ErrorClass::Internal => INTERNAL,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {:#}", self.error)
+    }
+}

@@ -1,0 +1,145 @@
+//! opslake-cli: the `opslake` command.
+//!
+//! Parses arguments with clap, opens the project (`opslake.yml`, `pipelines/`), calls into the
+//! library crates and turns their errors into exit codes by who must act (see [`exit`]).
+
+pub mod exit;
+mod init;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use opslake_schema::{CONFIG_FILE, Project};
+
+pub use exit::CliError;
+
+/// opslake turns the exports of your business tools (CRM, marketing, finance, HR) into one
+/// canonical Delta Lake, runs SQL models across departments and serves the result.
+#[derive(Debug, Parser)]
+#[command(name = "opslake", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 70 a bug in opslake."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a starter project (opslake.yml, pipelines/) into a directory.
+    #[command(after_help = "Example:\n  opslake init acme && cd acme && opslake validate")]
+    Init(init::InitArgs),
+    /// Check the project config, the canonical contract and the pipelines, reporting every
+    /// problem with its file and line. Reads no data.
+    #[command(
+        after_help = "Examples:\n  opslake validate                 the project in the current directory\n  opslake validate acme            the project in ./acme\n  opslake validate --lake s3://acme-lake/prod   also check a lake URL given on the command line"
+    )]
+    Validate(validate::ValidateArgs),
+    /// Generate documentation.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+}
+
+/// `opslake docs ...`.
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Write the canonical schema reference: one Markdown page per namespace and an index.
+    #[command(after_help = "Example:\n  opslake docs schema --out docs/schema")]
+    Schema {
+        /// Directory to write into; stale pages there are removed.
+        #[arg(long, default_value = "docs/schema")]
+        out: PathBuf,
+    },
+}
+
+/// Which project a command works on.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArgs {
+    /// The project directory, holding opslake.yml and pipelines/.
+    #[arg(default_value = ".")]
+    pub project: PathBuf,
+    /// The config file, when it is not `<project>/opslake.yml`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ProjectArgs {
+    /// The config file in effect: `--config`, else `<project>/opslake.yml` when it exists.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        match &self.config {
+            Some(file) => Some(file.clone()),
+            None => Some(self.project.join(CONFIG_FILE)).filter(|f| f.is_file()),
+        }
+    }
+
+    /// Opens the project; with no opslake.yml (and no `--config`) the defaults apply, so
+    /// commands work ad hoc with `--lake` alone.
+    pub fn open(&self) -> Result<Project, CliError> {
+        if !self.project.is_dir() {
+            return Err(CliError::user(format!("project directory {} does not exist", self.project.display())));
+        }
+        Project::open(&self.project, self.config_file().as_deref()).map_err(CliError::from_project)
+    }
+}
+
+/// Where the lake is, for commands that touch it.
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    /// Lake location (local directory, s3://, gs:// or az:// URL); overrides `lake` in
+    /// opslake.yml.
+    #[arg(long, env = "OPSLAKE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+}
+
+/// Runs one command and returns the process exit code; errors are printed to stderr.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Init(args) => init::run(&args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn docs_schema(out: &std::path::Path) -> Result<(), CliError> {
+    let contract = opslake_schema::Contract::embedded().map_err(CliError::from_schema)?;
+    let pages = opslake_schema::docs::schema_reference(&contract);
+    std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    let wanted: Vec<&str> = pages.iter().map(|(name, _)| name.as_str()).collect();
+    let existing = std::fs::read_dir(out).map_err(|e| CliError::io(out, e))?;
+    for entry in existing {
+        let path = entry.map_err(|e| CliError::io(out, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "md") && !wanted.contains(&name.as_str()) {
+            std::fs::remove_file(&path).map_err(|e| CliError::io(&path, e))?;
+        }
+    }
+    for (name, text) in &pages {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| CliError::io(&path, e))?;
+    }
+    println!("wrote {} pages ({} tables) to {}", pages.len(), contract.tables().count(), out.display());
+    Ok(())
+}
+
+/// Makes a panic print that it is a bug and exit with the internal-error code, whichever
+/// thread it happens on.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("error: opslake panicked; this is a bug, please report it with the message above");
+        std::process::exit(i32::from(exit::INTERNAL));
+    }));
+}

@@ -1,0 +1,86 @@
+//! `opslake validate`: config, contract and pipelines, every problem at once, no data read.
+
+use clap::Args;
+use opslake_models::{PIPELINES_DIR, Pipelines};
+use opslake_schema::{Contract, ErrorClass, Problem, Project, ProjectError, StorageLocation};
+use opslake_sources::ToolRegistry;
+
+use crate::{CliError, LakeArgs, ProjectArgs};
+
+/// Arguments of `opslake validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    lake: LakeArgs,
+}
+
+pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
+    let contract = Contract::embedded().map_err(CliError::from_schema)?;
+    let mut problems: Vec<Problem> = Vec::new();
+    if !args.project.project.is_dir() {
+        return Err(CliError::user(format!("project directory {} does not exist", args.project.project.display())));
+    }
+    // A config that does not parse is one problem among others: keep going with the defaults
+    // so the pipelines are still checked and every problem is reported in one run.
+    let config_file = args.project.config_file();
+    let project = match Project::open(&args.project.project, config_file.as_deref()) {
+        Ok(project) => project,
+        Err(ProjectError::Parse(problem)) => {
+            problems.push(problem);
+            let mut project = Project::open(&args.project.project, None).map_err(CliError::from_project)?;
+            project.config_file = config_file;
+            project
+        }
+        Err(err) => return Err(CliError::from_project(err)),
+    };
+    let config_parsed = problems.is_empty();
+
+    let (tools, tool_problems) = ToolRegistry::load(Some(&project.dir)).map_err(|e| CliError::new(e.class(), e))?;
+    problems.extend(tool_problems);
+    let known_tools = tools.names().map(str::to_string).collect();
+    let config_name = project.config_file.as_ref().map(|f| f.display().to_string());
+    if let Some(file) = config_name.as_ref().filter(|_| config_parsed) {
+        problems.extend(project.config.validate(file, &known_tools));
+    }
+    if let Some(lake) = &args.lake.lake
+        && let Err(msg) = StorageLocation::parse(lake)
+    {
+        problems.push(Problem::in_file("--lake", msg));
+    }
+
+    let pipelines_dir = project.dir.join(PIPELINES_DIR);
+    let (pipelines, pipeline_problems) =
+        Pipelines::load(&pipelines_dir, &contract).map_err(|e| CliError::new(e.class(), e))?;
+    problems.extend(pipeline_problems);
+
+    match &config_name {
+        Some(file) if config_parsed => {
+            println!("config     {file}: {} connection(s)", project.config.connections.len())
+        }
+        Some(file) => println!("config     {file}: does not parse"),
+        None => println!("config     none in {} (defaults apply)", project.dir.display()),
+    }
+    let lake =
+        project.lake(args.lake.lake.as_deref()).map(|l| l.to_string()).unwrap_or_else(|e| format!("invalid ({e})"));
+    println!("lake       {lake}");
+    println!("contract   {} tables in {} namespaces", contract.tables().count(), contract.namespaces().len());
+    println!("tools      {}", tools.names().count());
+    println!(
+        "pipelines  {}: {} model(s), {} declared source table(s)",
+        pipelines_dir.display(),
+        pipelines.models.len(),
+        pipelines.sources.len()
+    );
+
+    if problems.is_empty() {
+        println!("ok");
+        return Ok(());
+    }
+    problems.sort();
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    Err(CliError::new(ErrorClass::User, anyhow::anyhow!("{} problem(s) found", problems.len())))
+}

@@ -1,0 +1,157 @@
+//! The `opslake` binary driven as a user would: real processes, real files, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn opslake(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opslake"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPSLAKE_LAKE")
+        .output()
+        .expect("the opslake binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+mod init_and_validate {
+    use super::*;
+
+    #[test]
+    fn the_starter_project_validates() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = opslake(&["init", "acme"], tmp.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for file in ["acme/opslake.yml", "acme/pipelines/sources.yml", "acme/pipelines/models/marts"] {
+            assert!(tmp.path().join(file).exists(), "{file} missing");
+        }
+        let out = opslake(&["validate", "acme"], tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("30 tables in 6 namespaces"), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).ends_with("ok\n"));
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_without_force() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert!(opslake(&["init", "p"], tmp.path()).status.success());
+        std::fs::write(tmp.path().join("p/opslake.yml"), "reporting_currency: EUR\n").expect("write");
+        let out = opslake(&["init", "p"], tmp.path());
+        assert_eq!(out.status.code(), Some(3));
+        assert!(text(&out.stderr).contains("already has opslake.yml"), "{}", text(&out.stderr));
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("p/opslake.yml")).expect("read"),
+            "reporting_currency: EUR\n"
+        );
+        assert!(opslake(&["init", "p", "--force"], tmp.path()).status.success());
+    }
+
+    #[test]
+    fn three_mistakes_are_all_reported_with_file_and_line() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert!(opslake(&["init", "p"], tmp.path()).status.success());
+        let config = "lake: ./lake\nreporting_currency: DOLLARS\nreporting_timezone: Europe/Pariss\nfiscal_year_start_month: 0\n";
+        std::fs::write(tmp.path().join("p/opslake.yml"), config).expect("write");
+        let out = opslake(&["validate", "p"], tmp.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        let file = Path::new("p").join("opslake.yml").display().to_string();
+        for expected in [
+            format!("{file}:2:21: reporting_currency 'DOLLARS'"),
+            format!("{file}:3:21: reporting_timezone 'Europe/Pariss'"),
+            format!("{file}:4:26: fiscal_year_start_month 0"),
+        ] {
+            assert!(stderr.contains(&expected), "missing {expected} in:\n{stderr}");
+        }
+        assert!(stderr.contains("3 problem(s) found"), "{stderr}");
+    }
+
+    #[test]
+    fn problems_in_different_files_are_reported_together() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert!(opslake(&["init", "p"], tmp.path()).status.success());
+        std::fs::write(tmp.path().join("p/opslake.yml"), "lake: [unclosed\n").expect("write");
+        std::fs::write(
+            tmp.path().join("p/pipelines/sources.yml"),
+            "sources:\n  - name: crm\n    tables:\n      - name: deals\n",
+        )
+        .expect("write");
+        let out = opslake(&["validate", "p"], tmp.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("opslake.yml:1:"), "{stderr}");
+        assert!(stderr.contains("sources.yml:4:15: table 'crm.deals' is not in the canonical contract"), "{stderr}");
+        assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+    }
+
+    #[test]
+    fn works_without_a_config_file_and_checks_the_lake_flag() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = opslake(&["validate", "--lake", "s3://acme-lake/prod"], tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("lake       s3://acme-lake/prod"), "{}", text(&out.stdout));
+        let out = opslake(&["validate", "--lake", "ftp://nope/x"], tmp.path());
+        assert_eq!(out.status.code(), Some(3));
+        assert!(
+            text(&out.stderr).contains("--lake: 'ftp://nope/x': unsupported scheme 'ftp'"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_missing_explicit_config_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = opslake(&["validate", "--config", "nope.yml"], tmp.path());
+        assert_ne!(out.status.code(), Some(0));
+        assert!(text(&out.stderr).contains("nope.yml"), "{}", text(&out.stderr));
+    }
+}
+
+mod cli {
+    use super::*;
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for args in [&["--help"][..], &["init", "--help"], &["validate", "--help"], &["docs", "schema", "--help"]] {
+            let out = opslake(args, tmp.path());
+            assert!(out.status.success(), "{args:?}");
+            let help = text(&out.stdout);
+            assert!(help.contains("Example") && help.contains("opslake "), "{args:?} has no example:\n{help}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_exit_with_the_usage_code() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert_eq!(opslake(&["frobnicate"], tmp.path()).status.code(), Some(2));
+    }
+}
+
+mod docs {
+    use super::*;
+
+    #[test]
+    fn generated_schema_reference_matches_the_committed_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = opslake(&["docs", "schema", "--out", "schema"], tmp.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let committed = opslake_testkit::repo_root().join("docs/schema");
+        let mut generated: Vec<_> =
+            std::fs::read_dir(tmp.path().join("schema")).expect("written").map(|e| e.expect("entry").path()).collect();
+        generated.sort();
+        assert!(generated.len() > 6, "{generated:?}");
+        for path in generated {
+            let name = path.file_name().expect("file");
+            let want = std::fs::read_to_string(committed.join(name)).unwrap_or_default();
+            assert!(
+                std::fs::read_to_string(&path).expect("read") == want,
+                "docs/schema/{} is stale: run `cargo run -p opslake-cli -- docs schema`",
+                name.to_string_lossy()
+            );
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The project config, `opslake.yml`: where the lake is, which exports to read, and how to
+//! report. Parsed strictly (unknown keys are errors), then validated as a whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use crate::diag::{Problem, is_snake_case, parse_yaml};
+use crate::location::StorageLocation;
+
+/// File name of the project config.
+pub const CONFIG_FILE: &str = "opslake.yml";
+
+/// `opslake.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ProjectConfig {
+    /// Where the lake lives: a local directory (relative to the project) or an `s3://`,
+    /// `gs://` or `az://` URL. Default `./lake`. `--lake` on the command line overrides it.
+    #[serde(default = "default_lake")]
+    pub lake: Spanned<String>,
+    /// ISO 4217 currency marts report money in. Default USD.
+    #[serde(default = "default_currency")]
+    pub reporting_currency: Spanned<String>,
+    /// IANA time zone marts bucket days and months in. Default UTC.
+    #[serde(default = "default_timezone")]
+    pub reporting_timezone: Spanned<String>,
+    /// Month the fiscal year starts in, 1 (January) to 12. Default 1.
+    #[serde(default = "default_fiscal_month")]
+    pub fiscal_year_start_month: Spanned<u32>,
+    /// Share of rows that may be rejected before a run fails, 0 to 1. Default 0.01.
+    #[serde(default = "default_max_reject_ratio")]
+    pub max_reject_ratio: Spanned<f64>,
+    /// The exports to read, one entry per connected tool account.
+    #[serde(default)]
+    pub connections: Vec<Connection>,
+}
+
+/// One connected tool: where its exports are and how to read them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Connection {
+    /// Unique snake_case name; lands in every row as `source_connection`.
+    pub name: Spanned<String>,
+    /// The tool, as named by a file in schemas/sources (salesforce, hubspot, stripe, ...).
+    pub tool: Spanned<String>,
+    /// A file, a directory, a glob (`exports/sf/*.csv`) or an object-store URL.
+    pub path: Spanned<String>,
+    /// Reader and mapping options for this connection (encoding, time zone, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+fn spanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+fn default_lake() -> Spanned<String> {
+    spanned("./lake".to_string())
+}
+fn default_currency() -> Spanned<String> {
+    spanned("USD".to_string())
+}
+fn default_timezone() -> Spanned<String> {
+    spanned("UTC".to_string())
+}
+fn default_fiscal_month() -> Spanned<u32> {
+    spanned(1)
+}
+fn default_max_reject_ratio() -> Spanned<f64> {
+    spanned(0.01)
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        Self {
+            lake: default_lake(),
+            reporting_currency: default_currency(),
+            reporting_timezone: default_timezone(),
+            fiscal_year_start_month: default_fiscal_month(),
+            max_reject_ratio: default_max_reject_ratio(),
+            connections: Vec::new(),
+        }
+    }
+}
+
+impl ProjectConfig {
+    /// Parses `text` read from `file`; a syntax error or unknown key is one problem.
+    pub fn parse(file: &str, text: &str) -> Result<Self, Problem> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        parse_yaml(file, text)
+    }
+
+    /// Every problem in the parsed config. `known_tools` are the tools a connection may name.
+    pub fn validate(&self, file: &str, known_tools: &BTreeSet<String>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Err(msg) = StorageLocation::parse(&self.lake.value) {
+            problems.push(Problem::at(file, &self.lake, format!("lake {msg}")));
+        }
+        let currency = &self.reporting_currency;
+        if iso_currency::Currency::from_code(&currency.value).is_none() {
+            problems.push(Problem::at(
+                file,
+                currency,
+                format!("reporting_currency '{}' is not an ISO 4217 code (USD, EUR, GBP, ...)", currency.value),
+            ));
+        }
+        let tz = &self.reporting_timezone;
+        if tz.value.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(Problem::at(
+                file,
+                tz,
+                format!(
+                    "reporting_timezone '{}' is not an IANA time zone (UTC, Europe/Paris, America/New_York, ...)",
+                    tz.value
+                ),
+            ));
+        }
+        let month = &self.fiscal_year_start_month;
+        if !(1..=12).contains(&month.value) {
+            problems.push(Problem::at(file, month, format!("fiscal_year_start_month {} must be 1 to 12", month.value)));
+        }
+        let ratio = &self.max_reject_ratio;
+        if !(0.0..=1.0).contains(&ratio.value) {
+            problems.push(Problem::at(
+                file,
+                ratio,
+                format!("max_reject_ratio {} must be between 0 and 1", ratio.value),
+            ));
+        }
+        let mut names: BTreeMap<&str, u64> = BTreeMap::new();
+        for c in &self.connections {
+            let name = c.name.value.as_str();
+            if !is_snake_case(name) {
+                problems.push(Problem::at(
+                    file,
+                    &c.name,
+                    format!("connection name '{name}' must be snake_case ([a-z][a-z0-9_]*)"),
+                ));
+            }
+            if let Some(line) = names.insert(name, c.name.referenced.line()) {
+                problems.push(Problem::at(
+                    file,
+                    &c.name,
+                    format!("connection '{name}' is already defined on line {line}"),
+                ));
+            }
+            if !known_tools.contains(&c.tool.value) {
+                let known = if known_tools.is_empty() {
+                    "none are installed".to_string()
+                } else {
+                    known_tools.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                problems.push(Problem::at(
+                    file,
+                    &c.tool,
+                    format!("connection '{name}': unknown tool '{}'; known tools: {known}", c.tool.value),
+                ));
+            }
+            if let Err(msg) = StorageLocation::parse(&c.path.value) {
+                problems.push(Problem::at(file, &c.path, format!("connection '{name}': path {msg}")));
+            }
+        }
+        problems
+    }
+}
+
+/// A project on disk: its directory and, when it has one, its parsed config.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory holding opslake.yml and pipelines/.
+    pub dir: PathBuf,
+    /// The config file, when the project has one.
+    pub config_file: Option<PathBuf>,
+    /// The parsed config (defaults when there is no file).
+    pub config: ProjectConfig,
+}
+
+impl Project {
+    /// Opens the project whose config is `config_file`; `None` for the defaults in `dir`.
+    pub fn open(dir: &Path, config_file: Option<&Path>) -> Result<Self, ProjectError> {
+        let Some(file) = config_file else {
+            return Ok(Self { dir: dir.to_path_buf(), config_file: None, config: ProjectConfig::default() });
+        };
+        let text =
+            std::fs::read_to_string(file).map_err(|source| ProjectError::Io { path: file.to_path_buf(), source })?;
+        let config = ProjectConfig::parse(&file.display().to_string(), &text).map_err(ProjectError::Parse)?;
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Self { dir, config_file: Some(file.to_path_buf()), config })
+    }
+
+    /// The lake location: `lake_override` (from `--lake`) if given, else the config's; a
+    /// relative local path is taken relative to the project directory.
+    pub fn lake(&self, lake_override: Option<&str>) -> Result<StorageLocation, String> {
+        let raw = lake_override.unwrap_or(&self.config.lake.value);
+        match StorageLocation::parse(raw)? {
+            StorageLocation::Local(p) if p.is_relative() && lake_override.is_none() => {
+                // `./lake` under `acme/` reads better as `acme/lake` than `acme/./lake`.
+                let rel: PathBuf = p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect();
+                Ok(StorageLocation::Local(self.dir.join(rel)))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// Why a project could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// The config file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML or has unknown keys.
+    #[error("{0}")]
+    Parse(Problem),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> BTreeSet<String> {
+        ["salesforce".to_string()].into()
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let config = ProjectConfig::parse("opslake.yml", "").expect("empty is fine");
+        assert_eq!(config.lake.value, "./lake");
+        assert_eq!(config.reporting_currency.value, "USD");
+        assert_eq!(config.reporting_timezone.value, "UTC");
+        assert_eq!(config.fiscal_year_start_month.value, 1);
+        assert!(config.validate("opslake.yml", &tools()).is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let err = ProjectConfig::parse("opslake.yml", "lake: ./lake\nreporting_curency: EUR\n").expect_err("typo");
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("reporting_curency"), "{err}");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let text = "reporting_currency: EURO\nreporting_timezone: Mars/Olympus\nfiscal_year_start_month: 13\nconnections:\n  - {name: sf, tool: salesforce, path: ./x}\n  - {name: sf, tool: sugarcrm, path: 'ftp://h/x'}\n";
+        let config = ProjectConfig::parse("opslake.yml", text).expect("parses");
+        let problems = config.validate("opslake.yml", &tools());
+        let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [1, 2, 3, 6, 6, 6], "{problems:#?}");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(text.contains("already defined on line 5"), "{text}");
+        assert!(text.contains("unknown tool 'sugarcrm'; known tools: salesforce"), "{text}");
+        assert!(text.contains("unsupported scheme 'ftp'"), "{text}");
+    }
+
+    #[test]
+    fn lake_override_wins_and_relative_paths_follow_the_project() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(CONFIG_FILE);
+        std::fs::write(&file, "lake: data/lake\n").expect("write");
+        let project = Project::open(dir.path(), Some(&file)).expect("opens");
+        assert_eq!(project.lake(None), Ok(StorageLocation::Local(dir.path().join("data/lake"))));
+        assert!(matches!(project.lake(Some("s3://b/p")), Ok(StorageLocation::ObjectStore { .. })));
+    }
+}
