@@ -13,6 +13,9 @@ pub const USAGE: u8 = 2;
 pub const USER: u8 = 3;
 /// Something outside opslake failed: file system, object store, network. Retrying may help.
 pub const EXTERNAL: u8 = 4;
+/// The run finished but the data is not all in: a file failed, or more rows were rejected than
+/// `max_reject_ratio` allows. What did land is committed; see the summary and `_rejects`.
+pub const DATA: u8 = 5;
 /// opslake itself is wrong (EX_SOFTWARE). Please report it.
 pub const INTERNAL: u8 = 70;
 
@@ -21,22 +24,32 @@ pub const INTERNAL: u8 = 70;
 pub struct CliError {
     class: ErrorClass,
     error: anyhow::Error,
+    data: bool,
 }
 
 impl CliError {
     /// An error of `class`.
     pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> Self {
-        Self { class, error: error.into() }
+        Self { class, error: error.into(), data: false }
     }
 
     /// A user error with a message saying what to fix.
     pub fn user(message: impl fmt::Display) -> Self {
-        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}") }
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), data: false }
+    }
+
+    /// The data did not all land (failed files, too many rejects): exit code [`DATA`].
+    pub fn data(message: impl fmt::Display) -> Self {
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), data: true }
     }
 
     /// A failed read or write of `path`.
     pub fn io(path: &Path, err: std::io::Error) -> Self {
-        Self { class: ErrorClass::External, error: anyhow::anyhow!("cannot access {}: {err}", path.display()) }
+        Self {
+            class: ErrorClass::External,
+            error: anyhow::anyhow!("cannot access {}: {err}", path.display()),
+            data: false,
+        }
     }
 
     /// An error from opslake-schema, classified by that crate.
@@ -54,6 +67,9 @@ impl CliError {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
+        if self.data {
+            return DATA;
+        }
         match self.class {
             ErrorClass::User => USER,
             ErrorClass::External => EXTERNAL,

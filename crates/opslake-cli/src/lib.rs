@@ -4,7 +4,9 @@
 //! library crates and turns their errors into exit codes by who must act (see [`exit`]).
 
 pub mod exit;
+mod ingest;
 mod init;
+mod inspect;
 mod validate;
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ pub use exit::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "opslake", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 70 a bug in opslake."
+    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 5 data did not all land (failed files, too many rejects), 70 a bug in opslake."
 )]
 pub struct Cli {
     /// What to do.
@@ -40,6 +42,18 @@ pub enum Command {
         after_help = "Examples:\n  opslake validate                 the project in the current directory\n  opslake validate acme            the project in ./acme\n  opslake validate --lake s3://acme-lake/prod   also check a lake URL given on the command line"
     )]
     Validate(validate::ValidateArgs),
+    /// Read export files into the lake: the connections of opslake.yml, or files given with
+    /// --path (the tool is detected when --tool is not given). Prints a summary per file.
+    #[command(
+        after_help = "Examples:\n  opslake ingest                                   the connections in ./opslake.yml\n  opslake ingest --path exports/ --lake ./lake     every file below exports/, tools detected\n  opslake ingest --tool salesforce --path Account.csv --lake s3://acme/lake --summary-json run.json\n\nExit codes: 0 all rows in; 5 a file failed or rejects exceeded max_reject_ratio (what landed is committed); 3 bad input; 4 storage failure."
+    )]
+    Ingest(ingest::IngestArgs),
+    /// Show what opslake recognises in an export file (tool, shape, encoding, dialect, columns)
+    /// and a few rows as they would be mapped. Writes nothing.
+    #[command(
+        after_help = "Examples:\n  opslake inspect exports/Account.csv\n  opslake inspect --tool hubspot --rows 10 contacts.csv"
+    )]
+    Inspect(inspect::InspectArgs),
     /// Generate documentation.
     #[command(subcommand)]
     Docs(DocsCommand),
@@ -101,6 +115,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Ingest(args) => ingest::run(&args).await,
+        Command::Inspect(args) => inspect::run(&args),
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
     };
     match result {

@@ -37,7 +37,8 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
     };
     let config_parsed = problems.is_empty();
 
-    let (tools, tool_problems) = ToolRegistry::load(Some(&project.dir)).map_err(|e| CliError::new(e.class(), e))?;
+    let (tools, tool_problems) =
+        ToolRegistry::load(Some(&project.dir), &contract).map_err(|e| CliError::new(e.class(), e))?;
     problems.extend(tool_problems);
     let known_tools = tools.names().map(str::to_string).collect();
     let config_name = project.config_file.as_ref().map(|f| f.display().to_string());

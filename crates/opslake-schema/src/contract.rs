@@ -18,6 +18,7 @@ use crate::{Error, Result};
 /// Path of the envelope file, relative to `schemas/`.
 pub const ENVELOPE_FILE: &str = "canonical/_envelope.yaml";
 const CANONICAL_DIR: &str = "canonical/";
+const SYSTEM_DIR: &str = "system/";
 const ENTITY_PLACEHOLDER: &str = "{entity}";
 
 /// What an envelope column is for. Code finds envelope columns by role, so column names live
@@ -125,7 +126,7 @@ pub struct TableId {
 
 impl fmt::Display for TableId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.namespace, self.name)
+        if self.namespace.is_empty() { f.write_str(&self.name) } else { write!(f, "{}.{}", self.namespace, self.name) }
     }
 }
 
@@ -207,6 +208,7 @@ impl Table {
 pub struct Contract {
     envelope: Envelope,
     tables: BTreeMap<TableId, Table>,
+    system: BTreeMap<String, Table>,
 }
 
 impl Contract {
@@ -232,7 +234,19 @@ impl Contract {
         let mut problems = Vec::new();
         let mut envelope_text = None;
         let mut table_files = Vec::new();
+        let mut system = BTreeMap::new();
         for (path, text) in files {
+            if let Some(rel) = path.strip_prefix(SYSTEM_DIR) {
+                let Some(stem) = rel.strip_suffix(".yaml").filter(|s| is_snake_case(s)) else {
+                    problems.push(Problem::in_file(path, "a system table file must be system/<snake_case name>.yaml"));
+                    continue;
+                };
+                let id = TableId { namespace: String::new(), name: format!("_{stem}") };
+                if let Some(table) = parse_table(path, id, text, None, &mut problems) {
+                    system.insert(table.id.name.clone(), table);
+                }
+                continue;
+            }
             let Some(rel) = path.strip_prefix(CANONICAL_DIR) else { continue };
             if path == ENVELOPE_FILE {
                 envelope_text = Some(text);
@@ -252,7 +266,7 @@ impl Contract {
         let mut entities: BTreeMap<String, String> = BTreeMap::new();
         for (path, rel, text) in table_files {
             let Some(id) = table_id(path, rel, &mut problems) else { continue };
-            let Some(table) = parse_table(path, id, text, &envelope, &mut problems) else { continue };
+            let Some(table) = parse_table(path, id, text, Some(&envelope), &mut problems) else { continue };
             if let Some(other) = entities.insert(table.entity.clone(), table.id.to_string()) {
                 problems.push(Problem::in_file(
                     path,
@@ -267,7 +281,7 @@ impl Contract {
         if tables.is_empty() && problems.is_empty() {
             problems.push(Problem::in_file(CANONICAL_DIR, "no canonical tables found"));
         }
-        if problems.is_empty() { Ok(Self { envelope, tables }) } else { Err(problems) }
+        if problems.is_empty() { Ok(Self { envelope, tables, system }) } else { Err(problems) }
     }
 
     /// Every table, ordered by namespace then name.
@@ -283,6 +297,16 @@ impl Contract {
     /// The namespaces, in order.
     pub fn namespaces(&self) -> BTreeSet<&str> {
         self.tables.keys().map(|id| id.namespace.as_str()).collect()
+    }
+
+    /// A system table (`_rejects`, `_runs`): written by opslake itself, no envelope.
+    pub fn system_table(&self, name: &str) -> Option<&Table> {
+        self.system.get(name)
+    }
+
+    /// Every system table, by name.
+    pub fn system_tables(&self) -> impl Iterator<Item = &Table> {
+        self.system.values()
     }
 
     /// The envelope columns as declared, leading then trailing, `{entity}` not yet substituted.
@@ -303,7 +327,8 @@ struct RawEnvelope {
 struct RawTable {
     description: Spanned<String>,
     grain: Spanned<String>,
-    entity: Spanned<String>,
+    #[serde(default)]
+    entity: Option<Spanned<String>>,
     #[serde(default)]
     unique_key: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
@@ -483,7 +508,14 @@ fn check_column(file: &str, raw: &RawColumn, name_for_check: &str, problems: &mu
     })
 }
 
-fn parse_table(file: &str, id: TableId, text: &str, envelope: &Envelope, problems: &mut Vec<Problem>) -> Option<Table> {
+/// Parses one table file; `envelope` is `None` for system tables, which carry none.
+fn parse_table(
+    file: &str,
+    id: TableId,
+    text: &str,
+    envelope: Option<&Envelope>,
+    problems: &mut Vec<Problem>,
+) -> Option<Table> {
     let raw: RawTable = match parse_yaml(file, text) {
         Ok(raw) => raw,
         Err(p) => {
@@ -497,14 +529,17 @@ fn parse_table(file: &str, id: TableId, text: &str, envelope: &Envelope, problem
             problems.push(Problem::at(file, value, format!("{what} must not be empty")));
         }
     }
-    let entity = raw.entity.value.trim().to_string();
-    if !is_snake_case(&entity) {
-        problems.push(Problem::at(
-            file,
-            &raw.entity,
-            format!("entity '{entity}' must be snake_case ([a-z][a-z0-9_]*)"),
-        ));
+    let entity = raw.entity.as_ref().map(|e| e.value.trim().to_string()).unwrap_or_default();
+    match (&raw.entity, envelope) {
+        (Some(e), Some(_)) if !is_snake_case(&entity) => {
+            problems.push(Problem::at(file, e, format!("entity '{entity}' must be snake_case ([a-z][a-z0-9_]*)")));
+        }
+        (None, Some(_)) => problems.push(Problem::in_file(file, "entity is required: it names the table's key column")),
+        (Some(e), None) => problems.push(Problem::at(file, e, "system tables have no entity")),
+        _ => {}
     }
+    let empty = Envelope::default();
+    let envelope = envelope.unwrap_or(&empty);
     if raw.columns.value.is_empty() {
         problems.push(Problem::at(file, &raw.columns, "a table needs at least one column of its own"));
     }

@@ -41,6 +41,14 @@ fn index(contract: &Contract) -> String {
     }
     out.push_str("\n## Envelope\n\n");
     column_table(&mut out, contract.envelope_columns());
+    for t in contract.system_tables() {
+        let _ = write!(
+            out,
+            "\n## System table `{}`\n\n{}\n\n- Grain: {}\n- Declared in: `schemas/{}`\n\n",
+            t.id, t.description, t.grain, t.file
+        );
+        column_table(&mut out, t.columns.iter());
+    }
     out
 }
 

@@ -1,15 +1,31 @@
 //! opslake-sources: from export files to canonical rows.
 //!
-//! A tool is a YAML file, `schemas/sources/<tool>.yaml` (built in) or `<project>/sources/<tool>.yaml`
-//! (the project's own, no recompiling). The [`ToolRegistry`] knows which tools exist and where
-//! each is declared; readers and the mapping compiler build on it.
+//! A tool is a YAML file, `schemas/sources/<tool>.yaml` (built in) or
+//! `<project>/sources/<tool>.yaml` (the project's own, no recompiling), loaded into a [`Tool`]
+//! by the [`ToolRegistry`]. For each input stream ([`input`]: plain, `.gz` or `.zip`, any
+//! encoding), [`detect::recognise`] finds its shape and builds a streaming reader
+//! ([`csv_reader`], [`json_reader`]) producing raw chunks; [`mapping::ShapeMapper`] turns each
+//! chunk into canonical batches and reject records.
+
+pub mod coerce;
+pub mod csv_reader;
+pub mod detect;
+pub mod input;
+pub mod json_reader;
+pub mod mapping;
+pub mod parse;
+pub mod raw;
+pub mod spec;
+pub mod udf;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use opslake_schema::diag::is_snake_case;
-use opslake_schema::{ErrorClass, Problem};
+use opslake_schema::{Contract, ErrorClass, Problem};
+
+pub use spec::{Shape, Tool};
 
 /// Directory, inside `schemas/` and inside a project, that holds tool files.
 pub const SOURCES_DIR: &str = "sources";
@@ -35,17 +51,24 @@ impl fmt::Display for ToolOrigin {
 /// The tools a project can connect: the built-in ones plus the project's own.
 #[derive(Debug, Clone, Default)]
 pub struct ToolRegistry {
-    tools: BTreeMap<String, ToolOrigin>,
+    tools: BTreeMap<String, (ToolOrigin, Tool)>,
 }
 
 impl ToolRegistry {
-    /// Built-in tools, then those in `<project_dir>/sources/`; problems name bad file names.
-    pub fn load(project_dir: Option<&Path>) -> Result<(Self, Vec<Problem>)> {
+    /// Built-in tools, then those in `<project_dir>/sources/` (which win on a name clash).
+    /// Problems in tool files are returned, and those tools left out.
+    pub fn load(project_dir: Option<&Path>, contract: &Contract) -> Result<(Self, Vec<Problem>)> {
         let mut registry = Self::default();
         let mut problems = Vec::new();
-        for (path, _) in opslake_schema::embedded::files() {
+        for (path, text) in opslake_schema::embedded::files() {
             if let Some(name) = tool_name(path.strip_prefix("sources/").unwrap_or_default()) {
-                registry.tools.insert(name.to_string(), ToolOrigin::Builtin(path.to_string()));
+                let file = format!("schemas/{path}");
+                match Tool::load(name, &file, text, contract) {
+                    Ok(tool) => {
+                        registry.tools.insert(name.to_string(), (ToolOrigin::Builtin(path.to_string()), tool));
+                    }
+                    Err(p) => problems.extend(p),
+                }
             }
         }
         let Some(dir) = project_dir.map(|d| d.join(SOURCES_DIR)).filter(|d| d.is_dir()) else {
@@ -59,15 +82,21 @@ impl ToolRegistry {
         paths.sort();
         for path in paths {
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match tool_name(&file_name) {
-                Some(name) if is_snake_case(name) => {
-                    registry.tools.insert(name.to_string(), ToolOrigin::Project(path));
-                }
-                Some(name) => problems.push(Problem::in_file(
-                    path.display().to_string(),
+            let Some(name) = tool_name(&file_name) else { continue };
+            let file = path.display().to_string();
+            if !is_snake_case(name) {
+                problems.push(Problem::in_file(
+                    file,
                     format!("tool file name '{name}' must be snake_case ([a-z][a-z0-9_]*): it becomes source_system"),
-                )),
-                None => {}
+                ));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            match Tool::load(name, &file, &text, contract) {
+                Ok(tool) => {
+                    registry.tools.insert(name.to_string(), (ToolOrigin::Project(path), tool));
+                }
+                Err(p) => problems.extend(p),
             }
         }
         Ok((registry, problems))
@@ -80,7 +109,12 @@ impl ToolRegistry {
 
     /// Where `tool` is declared.
     pub fn origin(&self, tool: &str) -> Option<&ToolOrigin> {
-        self.tools.get(tool)
+        self.tools.get(tool).map(|(o, _)| o)
+    }
+
+    /// Every loaded tool, sorted by name.
+    pub fn tools(&self) -> Vec<Tool> {
+        self.tools.values().map(|(_, t)| t.clone()).collect()
     }
 }
 
@@ -91,16 +125,55 @@ fn tool_name(file_name: &str) -> Option<&str> {
         .filter(|n| !n.is_empty() && !n.contains('/'))
 }
 
-/// Errors of this crate.
+/// Errors of this crate. A bad row is not an error (it is a reject); these stop a file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A directory could not be read.
+    /// A file or directory could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
         /// What was being read.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The file cannot be read as its format: empty, binary, truncated, invalid JSON.
+    #[error("{file}{}: {message}", if *line > 0 { format!(":{line}") } else { String::new() })]
+    BadInput {
+        /// The file.
+        file: String,
+        /// 1-based line, or 0 when unknown.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// No tool's shape fits the file.
+    #[error("{file}: {message}")]
+    Unrecognised {
+        /// The file.
+        file: String,
+        /// Why, and what to do.
+        message: String,
+    },
+    /// A mapping expression does not plan or run against the file's columns.
+    #[error("{shape}, column {column}: `{sql}`: {message}")]
+    Mapping {
+        /// The shape id.
+        shape: String,
+        /// The canonical column (or `filter`).
+        column: String,
+        /// The expression.
+        sql: String,
+        /// DataFusion's message.
+        message: String,
+    },
+    /// An Arrow kernel failed on data opslake built: a bug.
+    #[error("internal error (this is a bug): {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// An invariant of opslake failed: a bug.
+    #[error("internal error (this is a bug): {message}")]
+    Internal {
+        /// What failed.
+        message: String,
     },
 }
 
@@ -109,6 +182,8 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Io { .. } => ErrorClass::External,
+            Self::BadInput { .. } | Self::Unrecognised { .. } | Self::Mapping { .. } => ErrorClass::User,
+            Self::Arrow(_) | Self::Internal { .. } => ErrorClass::Internal,
         }
     }
 }
@@ -120,14 +195,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    const ACME: &str = "description: d\nshapes:\n  - name: a\n    description: d\n    match: {headers: [Id]}\n    read: {format: csv}\n    outputs:\n      - table: crm.users\n        columns: {source_id: '\"Id\"'}\n";
+
     #[test]
     fn project_tools_are_found_and_bad_names_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join(SOURCES_DIR)).expect("mkdir");
-        std::fs::write(dir.path().join("sources/acme_crm.yaml"), "").expect("write");
+        std::fs::write(dir.path().join("sources/acme_crm.yaml"), ACME).expect("write");
         std::fs::write(dir.path().join("sources/Bad-Name.yaml"), "").expect("write");
         std::fs::write(dir.path().join("sources/notes.txt"), "").expect("write");
-        let (registry, problems) = ToolRegistry::load(Some(dir.path())).expect("loads");
+        let contract = Contract::embedded().expect("contract");
+        let (registry, problems) = ToolRegistry::load(Some(dir.path()), &contract).expect("loads");
         assert!(matches!(registry.origin("acme_crm"), Some(ToolOrigin::Project(_))));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("'Bad-Name'"));

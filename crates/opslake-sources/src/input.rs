@@ -1,0 +1,263 @@
+//! Opening an export: decompression (`.gz`, `.zip`), encoding detection and transcoding, and a
+//! look at the first bytes for detection. Everything downstream reads UTF-8.
+
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read};
+use std::path::Path;
+
+use encoding_rs::Encoding;
+use encoding_rs_io::DecodeReaderBytesBuilder;
+
+use crate::{Error, Result};
+
+/// Bytes read ahead to detect format, encoding and dialect.
+pub const SAMPLE_BYTES: usize = 64 * 1024;
+
+/// How the bytes of a file are to be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8; fields are validated one by one, so a stray Latin-1 byte rejects its row with a
+    /// hint instead of being replaced silently.
+    Utf8,
+    /// Any other encoding, transcoded to UTF-8 while streaming.
+    Other(&'static Encoding),
+}
+
+impl TextEncoding {
+    /// The WHATWG name (`UTF-8`, `UTF-16LE`, `windows-1252`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Utf8 => "UTF-8",
+            Self::Other(e) => e.name(),
+        }
+    }
+
+    /// Parses a declared encoding: any WHATWG label (`latin1`, `utf-16le`, `cp1252`, ...).
+    pub fn from_label(label: &str) -> Option<Self> {
+        let enc = Encoding::for_label(label.trim().as_bytes())?;
+        Some(if enc == encoding_rs::UTF_8 { Self::Utf8 } else { Self::Other(enc) })
+    }
+}
+
+/// One input stream: a file, or a member of a zip archive, with a decoded look at its start.
+pub struct Opened<'a> {
+    /// What to call it in messages: the path, or `archive.zip!member.csv`.
+    pub name: String,
+    /// The name used for glob matching: the file name without a `.gz` suffix.
+    pub file_name: String,
+    /// The encoding detected from BOM and content; `None` for binary data.
+    pub detected: Option<TextEncoding>,
+    /// The first bytes, decoded with the detected encoding (Windows-1252 for binary), BOM
+    /// removed: enough to recognise the export.
+    pub sample: String,
+    /// True when the sample is the whole stream.
+    pub complete: bool,
+    raw: Box<dyn Read + 'a>,
+}
+
+/// What detection looks at: names and the decoded first bytes.
+#[derive(Debug, Clone)]
+pub struct Sniff {
+    /// As [`Opened::name`].
+    pub name: String,
+    /// As [`Opened::file_name`].
+    pub file_name: String,
+    /// As [`Opened::sample`].
+    pub sample: String,
+    /// As [`Opened::complete`].
+    pub complete: bool,
+}
+
+impl<'a> Opened<'a> {
+    /// The parts detection needs, detached from the stream.
+    pub fn sniff(&self) -> Sniff {
+        Sniff {
+            name: self.name.clone(),
+            file_name: self.file_name.clone(),
+            sample: self.sample.clone(),
+            complete: self.complete,
+        }
+    }
+
+    /// The whole stream as UTF-8 text, decoded with `encoding`.
+    pub fn into_text(self, encoding: TextEncoding) -> Box<dyn Read + 'a> {
+        match encoding {
+            TextEncoding::Utf8 => Box::new(SkipBom::new(self.raw)),
+            TextEncoding::Other(enc) => {
+                Box::new(DecodeReaderBytesBuilder::new().encoding(Some(enc)).bom_override(true).build(self.raw))
+            }
+        }
+    }
+}
+
+/// Calls `visit` with each stream in `path`: the file itself, its gunzipped content, or each
+/// member of a zip archive.
+pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
+    let display = path.display().to_string();
+    let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
+    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
+    let head = Cursor::new(magic[..n].to_vec()).chain(file);
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if magic[..n].starts_with(&[0x1f, 0x8b]) {
+        let inner = file_name.strip_suffix(".gz").unwrap_or(&file_name).to_string();
+        return visit(open_stream(display, inner, Box::new(flate2::read::MultiGzDecoder::new(head)))?);
+    }
+    if magic[..n].starts_with(b"PK\x03\x04") {
+        drop(head);
+        let archive_file = File::open(path).map_err(io_err)?;
+        let bad_zip = |e: zip::result::ZipError| Error::BadInput {
+            file: display.clone(),
+            line: 0,
+            message: format!("not a readable zip archive: {e}"),
+        };
+        let mut archive = zip::ZipArchive::new(BufReader::new(archive_file)).map_err(bad_zip)?;
+        for i in 0..archive.len() {
+            let member = archive.by_index(i).map_err(bad_zip)?;
+            let member_name = member.name().to_string();
+            let short = member_name.rsplit('/').next().unwrap_or(&member_name).to_string();
+            if member.is_dir() || short.starts_with('.') || member_name.starts_with("__MACOSX/") {
+                continue;
+            }
+            visit(open_stream(format!("{display}!{member_name}"), short, Box::new(member))?)?;
+        }
+        return Ok(());
+    }
+    visit(open_stream(display, file_name, Box::new(head))?)
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn open_stream<'a>(name: String, file_name: String, mut raw: Box<dyn Read + 'a>) -> Result<Opened<'a>> {
+    let mut sample = vec![0u8; SAMPLE_BYTES];
+    let n = read_up_to(&mut raw, &mut sample).map_err(|e| Error::BadInput {
+        file: name.clone(),
+        line: 1,
+        message: format!("cannot read: {e} (the file may be truncated or corrupt)"),
+    })?;
+    sample.truncate(n);
+    let detected = detect_encoding(&sample, n < SAMPLE_BYTES);
+    let text = match detected {
+        Some(TextEncoding::Utf8) => {
+            let body = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&sample);
+            String::from_utf8_lossy(body).into_owned()
+        }
+        Some(TextEncoding::Other(enc)) => enc.decode(&sample).0.trim_start_matches('\u{feff}').to_string(),
+        None => encoding_rs::WINDOWS_1252.decode(&sample).0.into_owned(),
+    };
+    let complete = n < SAMPLE_BYTES;
+    let raw: Box<dyn Read + 'a> = Box::new(Cursor::new(sample).chain(raw));
+    Ok(Opened { name, file_name, detected, sample: text, complete, raw })
+}
+
+/// BOM first, then: valid UTF-8 is UTF-8; NUL bytes in alternate positions are BOM-less
+/// UTF-16; other NUL bytes mean binary (`None`); anything else is Windows-1252, the superset of
+/// Latin-1 that Excel and Salesforce write.
+pub fn detect_encoding(sample: &[u8], complete: bool) -> Option<TextEncoding> {
+    if let Some((enc, _)) = Encoding::for_bom(sample) {
+        return Some(if enc == encoding_rs::UTF_8 { TextEncoding::Utf8 } else { TextEncoding::Other(enc) });
+    }
+    // A few NUL bytes occur in real text exports (pasted from other systems); binary files and
+    // BOM-less UTF-16 have them everywhere.
+    let nuls = sample.iter().filter(|b| **b == 0).count();
+    if nuls * 200 > sample.len() {
+        let even_nuls = sample.iter().step_by(2).filter(|b| **b == 0).count();
+        let odd_nuls = sample.iter().skip(1).step_by(2).filter(|b| **b == 0).count();
+        let half = sample.len() / 4;
+        return if odd_nuls > half && even_nuls == 0 {
+            Some(TextEncoding::Other(encoding_rs::UTF_16LE))
+        } else if even_nuls > half && odd_nuls == 0 {
+            Some(TextEncoding::Other(encoding_rs::UTF_16BE))
+        } else {
+            None
+        };
+    }
+    match std::str::from_utf8(sample) {
+        Ok(_) => Some(TextEncoding::Utf8),
+        // A sample cut inside a multi-byte character is still UTF-8.
+        Err(e) if e.error_len().is_none() && !complete => Some(TextEncoding::Utf8),
+        Err(_) => Some(TextEncoding::Other(encoding_rs::WINDOWS_1252)),
+    }
+}
+
+/// Drops a leading UTF-8 byte-order mark.
+struct SkipBom<R> {
+    inner: R,
+    started: bool,
+    pending: Vec<u8>,
+}
+
+impl<R: Read> SkipBom<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, started: false, pending: Vec::new() }
+    }
+}
+
+impl<R: Read> Read for SkipBom<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.started {
+            self.started = true;
+            let mut head = [0u8; 3];
+            let n = read_up_to(&mut self.inner, &mut head)?;
+            if head[..n] != *b"\xEF\xBB\xBF" {
+                self.pending.extend_from_slice(&head[..n]);
+            }
+        }
+        if !self.pending.is_empty() {
+            let take = self.pending.len().min(buf.len());
+            buf[..take].copy_from_slice(&self.pending[..take]);
+            self.pending.drain(..take);
+            return Ok(take);
+        }
+        self.inner.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_boms_utf16_latin1_and_binary() {
+        assert_eq!(detect_encoding(b"\xEF\xBB\xBFa,b", true), Some(TextEncoding::Utf8));
+        assert_eq!(detect_encoding(b"\xFF\xFEa\0,\0", true), Some(TextEncoding::Other(encoding_rs::UTF_16LE)));
+        assert_eq!(detect_encoding(b"a\0,\0b\0\n\0", true), Some(TextEncoding::Other(encoding_rs::UTF_16LE)));
+        assert_eq!(detect_encoding("Bogotá".as_bytes(), true), Some(TextEncoding::Utf8));
+        assert_eq!(detect_encoding(b"Bogot\xe1", true), Some(TextEncoding::Other(encoding_rs::WINDOWS_1252)));
+        assert_eq!(detect_encoding(b"\x00\x01\x02\x00\x00\x00\x07", true), None);
+        // Cut in the middle of a two-byte character.
+        assert_eq!(detect_encoding(&"aé".as_bytes()[..2], false), Some(TextEncoding::Utf8));
+    }
+
+    #[test]
+    fn reads_gzip_and_latin1_transparently() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.csv.gz");
+        let mut gz = flate2::write::GzEncoder::new(File::create(&path).expect("create"), flate2::Compression::fast());
+        gz.write_all(b"name\nBogot\xe1\n").expect("write");
+        gz.finish().expect("finish");
+        let mut seen = Vec::new();
+        visit_inputs(&path, &mut |o| {
+            let mut text = String::new();
+            let (name, enc) = (o.file_name.clone(), o.detected.expect("text"));
+            o.into_text(enc).read_to_string(&mut text).expect("utf-8 out");
+            seen.push((name, enc.name(), text));
+            Ok(())
+        })
+        .expect("reads");
+        assert_eq!(seen, [("a.csv".to_string(), "windows-1252", "name\nBogotá\n".to_string())]);
+    }
+}

@@ -1,0 +1,333 @@
+//! JSON readers: a document (records under a path, or the whole document as one record) and
+//! JSON Lines. Nested objects are flattened to dotted column names (`properties.email`),
+//! arrays are kept as JSON text unless a path is exploded into one row per element.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::Value;
+
+use crate::raw::{BATCH_ROWS, ChunkBuilder, NullMarkers, RawChunk, RawReject};
+use crate::{Error, Result};
+
+/// Where records are and how to shape them.
+#[derive(Debug, Clone, Default)]
+pub struct JsonOptions {
+    /// Dotted path to the records (`records`, `data.items`); empty: the document itself, or
+    /// each element when the document is an array.
+    pub records: Option<String>,
+    /// Dotted path, inside a record, to an array whose elements each become a row, with the
+    /// parent's fields beside theirs (prefixed by the path).
+    pub explode: Option<String>,
+    /// Values meaning "no value" besides JSON null and the empty string.
+    pub nulls: NullMarkers,
+}
+
+/// One record flattened to (column, value) pairs.
+pub type FlatRecord = Vec<(String, Option<String>)>;
+
+/// Flattens `value` into `out`: objects recurse with `prefix.key`, arrays and scalars become
+/// text (strings as they are, numbers and booleans as JSON writes them).
+pub fn flatten(value: &Value, prefix: &str, out: &mut FlatRecord) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(v, &name, out);
+            }
+        }
+        Value::Object(_) | Value::Null => out.push((prefix.to_string(), None)),
+        Value::String(s) => out.push((prefix.to_string(), Some(s.clone()))),
+        Value::Bool(b) => out.push((prefix.to_string(), Some(b.to_string()))),
+        Value::Number(n) => out.push((prefix.to_string(), Some(n.to_string()))),
+        Value::Array(_) => out.push((prefix.to_string(), Some(value.to_string()))),
+    }
+}
+
+fn at_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').filter(|p| !p.is_empty()).try_fold(value, |v, key| v.get(key))
+}
+
+/// The rows one record yields: itself, or one per element of the exploded array.
+pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
+    let Some(path) = opts.explode.as_deref() else {
+        let mut flat = Vec::new();
+        flatten(record, "", &mut flat);
+        return vec![flat];
+    };
+    let mut parent = record.clone();
+    let children = take_at_path(&mut parent, path);
+    let mut base = Vec::new();
+    flatten(&parent, "", &mut base);
+    match children {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                let mut row = base.clone();
+                flatten(item, path, &mut row);
+                row
+            })
+            .collect(),
+        // A record without the array (or with a scalar there) is still one row.
+        other => {
+            let mut row = base;
+            if let Some(v) = other {
+                flatten(&v, path, &mut row);
+            }
+            vec![row]
+        }
+    }
+}
+
+fn take_at_path(value: &mut Value, path: &str) -> Option<Value> {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop()?;
+    let mut cur = value;
+    for p in parts {
+        cur = cur.get_mut(p)?;
+    }
+    cur.as_object_mut()?.remove(last)
+}
+
+/// Builds chunks from flat records whose keys vary: each chunk's columns are the union of its
+/// records' keys, in first-seen order.
+struct FlatChunker {
+    pending: Vec<(u64, u64, FlatRecord)>,
+    rejects: Vec<RawReject>,
+    nulls: NullMarkers,
+}
+
+impl FlatChunker {
+    fn push(&mut self, row: u64, line: u64, rec: FlatRecord) {
+        self.pending.push((row, line, rec));
+    }
+
+    fn full(&self) -> bool {
+        self.pending.len() >= BATCH_ROWS
+    }
+
+    fn finish(&mut self) -> Option<RawChunk> {
+        if self.pending.is_empty() && self.rejects.is_empty() {
+            return None;
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (_, _, rec) in &self.pending {
+            for (k, _) in rec {
+                if !index.contains_key(k) {
+                    index.insert(k.clone(), names.len());
+                    names.push(k.clone());
+                }
+            }
+        }
+        let mut builder = ChunkBuilder::new(names.clone());
+        let mut cells: Vec<Option<&str>> = vec![None; names.len()];
+        for (row, line, rec) in &self.pending {
+            cells.iter_mut().for_each(|c| *c = None);
+            for (k, v) in rec {
+                cells[index[k]] = v.as_deref().filter(|v| !self.nulls.is_null(v));
+            }
+            for (i, c) in cells.iter().enumerate() {
+                builder.push(i, *c);
+            }
+            builder.end_row(*row, *line);
+        }
+        for r in self.rejects.drain(..) {
+            builder.reject(r);
+        }
+        self.pending.clear();
+        Some(builder.finish())
+    }
+}
+
+/// Reads a whole JSON document; its records are flattened in chunks.
+pub struct JsonDocReader {
+    rows: std::vec::IntoIter<(u64, FlatRecord)>,
+    row: u64,
+    chunker: FlatChunker,
+}
+
+impl JsonDocReader {
+    /// Parses the document and locates its records.
+    pub fn new(file: &str, mut reader: Box<dyn Read + '_>, opts: &JsonOptions) -> Result<Self> {
+        let mut text = String::new();
+        reader.read_to_string(&mut text).map_err(|e| Error::BadInput {
+            file: file.to_string(),
+            line: 0,
+            message: format!("read failed: {e} (the file may be truncated or corrupt)"),
+        })?;
+        let doc: Value = serde_json::from_str(&text).map_err(|e| Error::BadInput {
+            file: file.to_string(),
+            line: e.line() as u64,
+            message: format!("invalid JSON at column {}: {e}", e.column()),
+        })?;
+        Self::from_value(file, doc, opts)
+    }
+
+    /// Locates the records of an already parsed document.
+    pub fn from_value(file: &str, doc: Value, opts: &JsonOptions) -> Result<Self> {
+        let records: Vec<Value> = match opts.records.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => match at_path(&doc, path) {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::Null) | None => {
+                    return Err(Error::BadInput {
+                        file: file.to_string(),
+                        line: 0,
+                        message: format!("no records at path '{path}'"),
+                    });
+                }
+                Some(other) => vec![other.clone()],
+            },
+            None => match doc {
+                Value::Array(items) => items,
+                other => vec![other],
+            },
+        };
+        let mut rows = Vec::new();
+        for (i, rec) in records.iter().enumerate() {
+            rows.extend(record_rows(rec, opts).into_iter().map(|flat| (i as u64 + 1, flat)));
+        }
+        Ok(Self {
+            rows: rows.into_iter(),
+            row: 0,
+            chunker: FlatChunker { pending: Vec::new(), rejects: Vec::new(), nulls: opts.nulls.clone() },
+        })
+    }
+
+    /// The next chunk, or `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
+        for (record, flat) in self.rows.by_ref() {
+            self.row += 1;
+            self.chunker.push(self.row, record, flat);
+            if self.chunker.full() {
+                break;
+            }
+        }
+        Ok(self.chunker.finish())
+    }
+}
+
+/// Reads JSON Lines, one record per line; a line that is not JSON is rejected, not fatal.
+pub struct JsonLinesReader<'a> {
+    file: String,
+    lines: std::io::Lines<BufReader<Box<dyn Read + 'a>>>,
+    line: u64,
+    row: u64,
+    opts: JsonOptions,
+    chunker: FlatChunker,
+    blank: u64,
+}
+
+impl<'a> JsonLinesReader<'a> {
+    /// A reader over `reader`.
+    pub fn new(file: &str, reader: Box<dyn Read + 'a>, opts: &JsonOptions) -> Self {
+        Self {
+            file: file.to_string(),
+            lines: BufReader::new(reader).lines(),
+            line: 0,
+            row: 0,
+            opts: opts.clone(),
+            chunker: FlatChunker { pending: Vec::new(), rejects: Vec::new(), nulls: opts.nulls.clone() },
+            blank: 0,
+        }
+    }
+
+    /// Blank lines passed over.
+    pub fn blank_lines(&self) -> u64 {
+        self.blank
+    }
+
+    /// The next chunk, or `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
+        while !self.chunker.full() {
+            let Some(next) = self.lines.next() else { break };
+            self.line += 1;
+            let text = next.map_err(|e| Error::BadInput {
+                file: self.file.clone(),
+                line: self.line,
+                message: format!("read failed: {e} (the file may be truncated, corrupt or not UTF-8)"),
+            })?;
+            if text.trim().is_empty() {
+                self.blank += 1;
+                continue;
+            }
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value) => {
+                    for flat in record_rows(&value, &self.opts) {
+                        self.row += 1;
+                        self.chunker.push(self.row, self.line, flat);
+                    }
+                }
+                Err(e) => {
+                    self.row += 1;
+                    let raw: String = text.chars().take(10_000).collect();
+                    self.chunker.rejects.push(RawReject {
+                        row: self.row,
+                        line: self.line,
+                        reason: format!("invalid JSON: {e}"),
+                        raw,
+                    });
+                }
+            }
+        }
+        Ok(self.chunker.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, StringArray};
+
+    fn col<'c>(c: &'c RawChunk, name: &str) -> &'c StringArray {
+        let i = c.batch.schema().index_of(name).unwrap_or_else(|_| panic!("no column {name}"));
+        c.batch.column(i).as_any().downcast_ref::<StringArray>().expect("utf8")
+    }
+
+    #[test]
+    fn records_under_a_path_are_flattened() {
+        let doc = r#"{"totalSize":2,"records":[{"attributes":{"type":"Account"},"Name":"A","Amount":220000,"IsPrivate":false},{"attributes":{"type":"Account"},"Name":"B","Tags":["x","y"]}]}"#;
+        let opts = JsonOptions { records: Some("records".into()), ..JsonOptions::default() };
+        let mut r = JsonDocReader::new("a.json", Box::new(doc.as_bytes()), &opts).expect("parses");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 2);
+        assert_eq!(col(&c, "attributes.type").value(0), "Account");
+        assert_eq!(col(&c, "Amount").value(0), "220000");
+        assert_eq!(col(&c, "IsPrivate").value(0), "false");
+        assert!(col(&c, "Amount").is_null(1));
+        assert_eq!(col(&c, "Tags").value(1), r#"["x","y"]"#);
+        assert_eq!(c.rows, [1, 2]);
+        assert!(r.next_chunk().expect("reads").is_none());
+    }
+
+    #[test]
+    fn explodes_child_arrays_beside_parent_fields() {
+        let doc = r#"[{"Id":"inv1","Line":[{"Amount":1},{"Amount":2}]},{"Id":"inv2","Line":[]}]"#;
+        let opts = JsonOptions { explode: Some("Line".into()), ..JsonOptions::default() };
+        let mut r = JsonDocReader::new("i.json", Box::new(doc.as_bytes()), &opts).expect("parses");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 2);
+        assert_eq!(col(&c, "Id").value(1), "inv1");
+        assert_eq!(col(&c, "Line.Amount").value(1), "2");
+    }
+
+    #[test]
+    fn json_lines_reject_bad_lines_and_keep_going() {
+        let text = "{\"stream\":\"deals\",\"data\":{\"id\":1}}\nnot json\n\n{\"stream\":\"deals\",\"data\":{\"id\":2,\"title\":\"\"}}\n";
+        let mut r = JsonLinesReader::new("d.jsonl", Box::new(text.as_bytes()), &JsonOptions::default());
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 2);
+        assert_eq!(c.rejects.len(), 1);
+        assert_eq!((c.rejects[0].row, c.rejects[0].line), (2, 2));
+        assert_eq!(c.lines, [1, 4]);
+        assert!(col(&c, "data.title").is_null(1), "empty strings are null");
+    }
+
+    #[test]
+    fn invalid_json_documents_fail_with_their_line() {
+        let err = JsonDocReader::new("x.json", Box::new(&b"{\n  \"a\": [1,\n"[..]), &JsonOptions::default())
+            .err()
+            .expect("fails");
+        assert!(err.to_string().starts_with("x.json:3:"), "{err}");
+    }
+}

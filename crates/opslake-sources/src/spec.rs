@@ -1,0 +1,476 @@
+//! Tool files: `schemas/sources/<tool>.yaml` (built in) or `<project>/sources/<tool>.yaml`.
+//! A tool has export shapes; a shape says how to recognise a file, how to read it, and, per
+//! output table, one SQL expression per canonical column over the raw columns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use globset::GlobMatcher;
+use opslake_schema::diag::{is_snake_case, parse_yaml};
+use opslake_schema::{Contract, EnvelopeRole, Problem, Table};
+use regex::Regex;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::csv_reader::ShortRows;
+use crate::input::TextEncoding;
+use crate::parse::DateOrder;
+
+/// File format of a shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Delimited text (CSV, TSV, semicolons...).
+    Csv,
+    /// One JSON document.
+    Json,
+    /// JSON Lines: one document per line.
+    Jsonl,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Jsonl => "jsonl",
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    description: String,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    date_order: Option<DateOrder>,
+    #[serde(default)]
+    null_values: Vec<String>,
+    shapes: Vec<RawShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShape {
+    name: Spanned<String>,
+    description: String,
+    #[serde(default, rename = "match")]
+    matcher: RawMatch,
+    read: RawRead,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    date_order: Option<DateOrder>,
+    outputs: Spanned<Vec<RawOutput>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    file: Vec<Spanned<String>>,
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    values: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRead {
+    format: Format,
+    #[serde(default)]
+    encoding: Option<Spanned<String>>,
+    #[serde(default)]
+    delimiter: Option<Spanned<String>>,
+    #[serde(default)]
+    quote: Option<char>,
+    #[serde(default)]
+    escape: Option<char>,
+    #[serde(default)]
+    header_row: Option<usize>,
+    #[serde(default)]
+    skip_rows: Vec<Spanned<String>>,
+    #[serde(default)]
+    null_values: Vec<String>,
+    #[serde(default)]
+    short_rows: ShortRows,
+    #[serde(default)]
+    records: Option<String>,
+    #[serde(default)]
+    explode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    table: Spanned<String>,
+    #[serde(default)]
+    filter: Option<Spanned<String>>,
+    columns: Spanned<BTreeMap<String, Spanned<String>>>,
+}
+
+/// A loaded, validated tool.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// The tool's name (its file stem); lands in rows as `source_system`.
+    pub name: String,
+    /// What the tool is.
+    pub description: String,
+    /// Where it was declared.
+    pub file: String,
+    /// Its export shapes, in declaration order.
+    pub shapes: Vec<Shape>,
+}
+
+/// One export shape of a tool.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// `<tool>.<shape>`, the source id.
+    pub id: String,
+    /// What export this is.
+    pub description: String,
+    /// File-name globs; any may match. Empty: any name.
+    pub file_globs: Vec<GlobMatcher>,
+    /// Headers the file must have (after flattening, for JSON).
+    pub headers: Vec<String>,
+    /// Allowed values of columns, for telling apart envelopes several tools share.
+    pub values: BTreeMap<String, Vec<String>>,
+    /// How to read it.
+    pub read: ReadSpec,
+    /// Time zone of naive timestamps.
+    pub timezone: String,
+    /// Order of numeric dates.
+    pub date_order: DateOrder,
+    /// Where its rows go.
+    pub outputs: Vec<Output>,
+}
+
+/// Reader options of a shape.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    /// File format.
+    pub format: Format,
+    /// Declared encoding; detected when absent.
+    pub encoding: Option<TextEncoding>,
+    /// Declared delimiter; sniffed when absent.
+    pub delimiter: Option<u8>,
+    /// Quote character.
+    pub quote: u8,
+    /// Escape character inside quotes.
+    pub escape: Option<u8>,
+    /// 1-based record number of the header, when it cannot be found by `headers`.
+    pub header_row: Option<usize>,
+    /// Rows to skip by their first cell (Total rows).
+    pub skip_rows: Vec<Regex>,
+    /// Cell values meaning "no value", beyond the empty cell.
+    pub null_values: Vec<String>,
+    /// Short-row policy.
+    pub short_rows: ShortRows,
+    /// JSON records path.
+    pub records: Option<String>,
+    /// JSON array to explode.
+    pub explode: Option<String>,
+}
+
+/// One target table of a shape with its column expressions.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The canonical table.
+    pub table: Arc<Table>,
+    /// SQL predicate over raw columns selecting the rows for this table.
+    pub filter: Option<String>,
+    /// Canonical column name to SQL expression over raw columns.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// Envelope roles a mapping may (and for source_id must) set; the engine sets the others.
+pub const MAPPABLE_ROLES: [EnvelopeRole; 5] = [
+    EnvelopeRole::SourceId,
+    EnvelopeRole::SourceCreatedAt,
+    EnvelopeRole::SourceUpdatedAt,
+    EnvelopeRole::IsDeleted,
+    EnvelopeRole::DeletedAt,
+];
+
+impl Tool {
+    /// Parses and validates the tool `name` declared in `file`, checking every output against
+    /// the contract and every expression for SQL syntax. Returns every problem found.
+    pub fn load(name: &str, file: &str, text: &str, contract: &Contract) -> Result<Self, Vec<Problem>> {
+        let raw: RawTool = parse_yaml(file, text).map_err(|p| vec![p])?;
+        let mut problems = Vec::new();
+        if !is_snake_case(name) {
+            problems.push(Problem::in_file(
+                file,
+                format!("tool name '{name}' must be snake_case: it becomes source_system"),
+            ));
+        }
+        let tool_tz =
+            raw.timezone.as_ref().map(|t| check_tz(file, t, &mut problems)).unwrap_or_else(|| "UTC".to_string());
+        let mut shapes = Vec::new();
+        let mut seen = BTreeMap::new();
+        for s in &raw.shapes {
+            if let Some(line) = seen.insert(s.name.value.clone(), s.name.referenced.line()) {
+                problems.push(Problem::at(
+                    file,
+                    &s.name,
+                    format!("shape '{}' is already declared on line {line}", s.name.value),
+                ));
+            }
+            if let Some(shape) = load_shape(name, file, s, &raw, &tool_tz, contract, &mut problems) {
+                shapes.push(shape);
+            }
+        }
+        if raw.shapes.is_empty() {
+            problems.push(Problem::in_file(file, "a tool needs at least one shape"));
+        }
+        if problems.is_empty() {
+            Ok(Self { name: name.to_string(), description: raw.description, file: file.to_string(), shapes })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn check_tz(file: &str, tz: &Spanned<String>, problems: &mut Vec<Problem>) -> String {
+    if tz.value.parse::<chrono_tz::Tz>().is_err() {
+        problems.push(Problem::at(file, tz, format!("timezone '{}' is not an IANA time zone", tz.value)));
+    }
+    tz.value.clone()
+}
+
+fn load_shape(
+    tool: &str,
+    file: &str,
+    s: &RawShape,
+    raw_tool: &RawTool,
+    tool_tz: &str,
+    contract: &Contract,
+    problems: &mut Vec<Problem>,
+) -> Option<Shape> {
+    let before = problems.len();
+    let name = &s.name.value;
+    if !is_snake_case(name) {
+        problems.push(Problem::at(file, &s.name, format!("shape name '{name}' must be snake_case")));
+    }
+    if s.matcher.file.is_empty() && s.matcher.headers.is_empty() {
+        problems.push(Problem::at(
+            file,
+            &s.name,
+            format!("shape '{name}' needs match.file or match.headers, or it would claim every file"),
+        ));
+    }
+    let mut file_globs = Vec::new();
+    for g in &s.matcher.file {
+        match globset::GlobBuilder::new(&g.value).case_insensitive(true).build() {
+            Ok(glob) => file_globs.push(glob.compile_matcher()),
+            Err(e) => problems.push(Problem::at(file, g, format!("bad file glob: {e}"))),
+        }
+    }
+    let r = &s.read;
+    let encoding = r.encoding.as_ref().and_then(|e| {
+        let enc = TextEncoding::from_label(&e.value);
+        if enc.is_none() {
+            problems.push(Problem::at(
+                file,
+                e,
+                format!("unknown encoding '{}' (utf-8, utf-16le, windows-1252, latin1, ...)", e.value),
+            ));
+        }
+        enc
+    });
+    let delimiter = r.delimiter.as_ref().and_then(|d| match d.value.as_str() {
+        "\t" | "tab" | "\\t" => Some(b'\t'),
+        v if v.len() == 1 => v.bytes().next(),
+        _ => {
+            problems.push(Problem::at(file, d, "delimiter must be one character (or \"tab\")"));
+            None
+        }
+    });
+    let mut skip_rows = Vec::new();
+    for p in &r.skip_rows {
+        match Regex::new(&p.value) {
+            Ok(re) => skip_rows.push(re),
+            Err(e) => problems.push(Problem::at(file, p, format!("bad skip_rows pattern: {e}"))),
+        }
+    }
+    if r.format != Format::Csv && (r.delimiter.is_some() || !r.skip_rows.is_empty() || r.header_row.is_some()) {
+        problems.push(Problem::at(file, &s.name, "delimiter, skip_rows and header_row are CSV options"));
+    }
+    let timezone = s.timezone.as_ref().map(|t| check_tz(file, t, problems)).unwrap_or_else(|| tool_tz.to_string());
+    let mut null_values = raw_tool.null_values.clone();
+    null_values.extend(r.null_values.iter().cloned());
+
+    let mut outputs = Vec::new();
+    if s.outputs.value.is_empty() {
+        problems.push(Problem::at(file, &s.outputs, format!("shape '{name}' has no outputs")));
+    }
+    for o in &s.outputs.value {
+        if let Some(out) = load_output(file, o, contract, problems) {
+            outputs.push(out);
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(Shape {
+        id: format!("{tool}.{name}"),
+        description: s.description.clone(),
+        file_globs,
+        headers: s.matcher.headers.clone(),
+        values: s.matcher.values.clone(),
+        read: ReadSpec {
+            format: r.format,
+            encoding,
+            delimiter,
+            quote: r.quote.map_or(b'"', |c| c as u8),
+            escape: r.escape.map(|c| c as u8),
+            header_row: r.header_row,
+            skip_rows,
+            null_values,
+            short_rows: r.short_rows,
+            records: r.records.clone(),
+            explode: r.explode.clone(),
+        },
+        timezone,
+        date_order: s.date_order.or(raw_tool.date_order).unwrap_or_default(),
+        outputs,
+    })
+}
+
+fn load_output(file: &str, o: &RawOutput, contract: &Contract, problems: &mut Vec<Problem>) -> Option<Output> {
+    let Some((ns, name)) = o.table.value.split_once('.') else {
+        problems.push(Problem::at(
+            file,
+            &o.table,
+            format!("table '{}' must be written namespace.table", o.table.value),
+        ));
+        return None;
+    };
+    let Some(table) = contract.table(ns, name) else {
+        problems.push(Problem::at(
+            file,
+            &o.table,
+            format!("table '{}' is not in the canonical contract", o.table.value),
+        ));
+        return None;
+    };
+    let before = problems.len();
+    for (col, expr) in &o.columns.value {
+        match table.column(col) {
+            None => problems.push(Problem::at(file, expr, format!("{}: no column '{col}'", table.id))),
+            Some(c) if c.role.is_some_and(|r| !MAPPABLE_ROLES.contains(&r)) => {
+                problems.push(Problem::at(
+                    file,
+                    expr,
+                    format!("{}: '{col}' is set by opslake, not by mappings", table.id),
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Err(e) = check_sql_syntax(&expr.value) {
+            problems.push(Problem::at(file, expr, format!("{}.{col}: {e}", table.id)));
+        }
+    }
+    if let Some(f) = &o.filter
+        && let Err(e) = check_sql_syntax(&f.value)
+    {
+        problems.push(Problem::at(file, f, format!("filter: {e}")));
+    }
+    let source_id = &table.envelope(EnvelopeRole::SourceId).name;
+    if !o.columns.value.contains_key(source_id) {
+        problems.push(Problem::at(
+            file,
+            &o.columns,
+            format!("{}: map {source_id}, the record's id in the tool", table.id),
+        ));
+    }
+    for c in table.own_columns().filter(|c| !c.nullable) {
+        if !o.columns.value.contains_key(&c.name) {
+            problems.push(Problem::at(
+                file,
+                &o.columns,
+                format!("{}: required column '{}' is not mapped", table.id, c.name),
+            ));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(Output {
+        table: Arc::new(table.clone()),
+        filter: o.filter.as_ref().map(|f| f.value.clone()),
+        columns: o.columns.value.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+    })
+}
+
+/// Checks that `sql` is one SQL expression (syntax only; columns are checked per file).
+pub fn check_sql_syntax(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(|e| format!("SQL syntax: {e}"))?;
+    parser.parse_expr().map_err(|e| format!("SQL syntax: {e}"))?;
+    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
+        return Err(format!("SQL syntax: '{sql}' is more than one expression"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOOL: &str = r#"
+description: A test CRM.
+timezone: Europe/Paris
+shapes:
+  - name: accounts
+    description: Accounts export.
+    match: {headers: [Id, Name]}
+    read: {format: csv}
+    outputs:
+      - table: crm.organizations
+        columns:
+          source_id: '"Id"'
+          name: '"Name"'
+"#;
+
+    #[test]
+    fn loads_a_valid_tool() {
+        let contract = Contract::embedded().expect("contract");
+        let tool = Tool::load("acme_crm", "acme_crm.yaml", TOOL, &contract).expect("valid");
+        assert_eq!(tool.shapes[0].id, "acme_crm.accounts");
+        assert_eq!(tool.shapes[0].timezone, "Europe/Paris");
+        assert_eq!(tool.shapes[0].outputs[0].table.id.to_string(), "crm.organizations");
+    }
+
+    #[test]
+    fn reports_every_mapping_problem_with_its_line() {
+        let contract = Contract::embedded().expect("contract");
+        let bad = TOOL.replace(
+            "name: '\"Name\"'",
+            "nmae: '\"Name\"'\n          _run_id: '1'\n          domain: 'lower(\"Web\" '",
+        );
+        let problems = Tool::load("acme_crm", "t.yaml", &bad, &contract).expect_err("invalid");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(text.contains("crm.organizations: no column 'nmae'"), "{text}");
+        assert!(text.contains("'_run_id' is set by opslake"), "{text}");
+        assert!(text.contains("crm.organizations.domain: SQL syntax"), "{text}");
+        assert!(problems.iter().all(|p| p.line > 0), "{text}");
+    }
+
+    #[test]
+    fn required_columns_and_source_id_must_be_mapped() {
+        let contract = Contract::embedded().expect("contract");
+        let bad = TOOL
+            .replace("table: crm.organizations", "table: crm.people")
+            .replace("source_id: '\"Id\"'", "first_name: '\"Id\"'");
+        let problems = Tool::load("acme_crm", "t.yaml", &bad, &contract).expect_err("invalid");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(text.contains("map source_id"), "{text}");
+        assert!(text.contains("required column 'person_type' is not mapped"), "{text}");
+    }
+}
