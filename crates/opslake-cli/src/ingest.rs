@@ -207,11 +207,12 @@ fn print_summary(report: &IngestReport, lake: &StorageLocation) {
         println!("{:<40} {:>9} rows  version {}", t.table, t.rows, t.version);
     }
     println!(
-        "run {}: {} file(s), {} rows read, {} rejected ({:.2}%), lake {lake}",
+        "run {}: {} file(s), {} rows read, {} rejected ({:.2}% invalid, {} unmapped), lake {lake}",
         report.run_id,
         report.files.len(),
         report.rows_read(),
         report.rows_rejected(),
-        report.reject_ratio() * 100.0
+        report.reject_ratio() * 100.0,
+        report.files.iter().map(|f| f.rows_unmapped).sum::<u64>()
     );
 }

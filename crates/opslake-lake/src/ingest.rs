@@ -57,6 +57,8 @@ pub struct FileSummary {
     pub rows_written: u64,
     /// Records written nowhere (each has a `_rejects` entry).
     pub rows_rejected: u64,
+    /// Of the rejected records, those no output of the shape takes (action UNMAPPED).
+    pub rows_unmapped: u64,
     /// Values nulled in written rows (each has a `_rejects` entry).
     pub values_nulled: u64,
     /// Rows skipped by declared rules (Total rows).
@@ -108,10 +110,11 @@ impl IngestReport {
         self.files.iter().map(|f| f.rows_rejected).sum()
     }
 
-    /// Share of records rejected.
+    /// Share of records rejected as invalid (unmapped records are not invalid).
     pub fn reject_ratio(&self) -> f64 {
         let read = self.rows_read();
-        if read == 0 { 0.0 } else { self.rows_rejected() as f64 / read as f64 }
+        let invalid: u64 = self.files.iter().map(|f| f.rows_rejected - f.rows_unmapped).sum();
+        if read == 0 { 0.0 } else { invalid as f64 / read as f64 }
     }
 
     /// Files that failed.
@@ -281,6 +284,7 @@ fn read_stream(
             summary.rows_read += result.rows_read;
             summary.rows_written += result.rows_written;
             summary.rows_rejected += result.rows_rejected;
+            summary.rows_unmapped += result.rows_unmapped;
             summary.values_nulled += result.rejects.iter().filter(|r| r.action == RejectAction::Nulled).count() as u64;
             for (table, batch) in &result.batches {
                 let path = table_path(&table.id);

@@ -7,6 +7,7 @@
 //! `source_updated_at` wins), merged into the Delta table.
 
 pub mod ingest;
+pub mod read;
 pub mod stage;
 pub mod write;
 

@@ -289,16 +289,33 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     let sniff = opened.sniff();
     let name = sniff.name.clone();
     let auto = opened.detected;
+    if sniff.complete && sniff.sample.trim().is_empty() {
+        return Err(Error::BadInput { file: name, line: 1, message: "the file is empty".into() });
+    }
+    if auto.is_none() {
+        return Err(Error::BadInput {
+            file: name,
+            line: 1,
+            message: "binary data (NUL bytes outside UTF-16): not a text export".into(),
+        });
+    }
     // A JSON document is parsed once, for detection and reading alike.
+    let mut doc_encoding = None;
     let (stream, doc) = if content_of(&sniff.sample) == Content::Json && !is_json_lines(&sniff.sample, sniff.complete) {
-        let mut text = String::new();
-        opened.into_text(auto.unwrap_or(TextEncoding::Utf8)).read_to_string(&mut text).map_err(|e| {
-            Error::BadInput {
-                file: name.clone(),
-                line: 0,
-                message: format!("read failed: {e} (the file may be truncated or corrupt)"),
-            }
+        let mut bytes = Vec::new();
+        opened.into_text(auto.unwrap_or(TextEncoding::Utf8)).read_to_end(&mut bytes).map_err(|e| Error::BadInput {
+            file: name.clone(),
+            line: 0,
+            message: format!("read failed: {e} (the file may be truncated or corrupt)"),
         })?;
+        // Some payloads are Latin-1 behind a UTF-8 byte-order mark (Pipedrive webhook captures).
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                doc_encoding = Some(TextEncoding::Other(encoding_rs::WINDOWS_1252));
+                encoding_rs::WINDOWS_1252.decode(e.as_bytes()).0.into_owned()
+            }
+        };
         let doc: Value = serde_json::from_str(&text).map_err(|e| Error::BadInput {
             file: name.clone(),
             line: e.line() as u64,
@@ -310,7 +327,7 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     };
     let c = detect(tools, only, &sniff, doc.as_ref())?;
     let shape = c.shape.clone();
-    let encoding = match (shape.read.encoding, auto) {
+    let encoding = match (doc_encoding.or(shape.read.encoding), auto) {
         (Some(declared), _) => declared,
         (None, Some(detected)) => detected,
         (None, None) => {

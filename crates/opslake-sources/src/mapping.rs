@@ -57,6 +57,9 @@ pub enum RejectAction {
     Rejected,
     /// The row was written with this value nulled.
     Nulled,
+    /// No output of the shape takes the row (an Airbyte stream opslake does not map): kept
+    /// here, not counted against `max_reject_ratio`.
+    Unmapped,
 }
 
 impl RejectAction {
@@ -65,6 +68,7 @@ impl RejectAction {
         match self {
             Self::Rejected => "REJECTED",
             Self::Nulled => "NULLED",
+            Self::Unmapped => "UNMAPPED",
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct ChunkResult {
     pub rows_written: u64,
     /// Records written nowhere.
     pub rows_rejected: u64,
+    /// Of those, records no output takes (not invalid, just not mapped).
+    pub rows_unmapped: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,8 +130,11 @@ struct CompiledOutput {
     table: Arc<Table>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     columns: Vec<CompiledColumn>,
-    /// Raw columns referenced by no expression of this output: they go to custom_fields.
+    /// Raw columns referenced by no expression of any output of the shape: they go to
+    /// custom_fields (empty when the output opts out).
     unmapped: Vec<usize>,
+    /// Raw columns this output's expressions read.
+    referenced: BTreeSet<String>,
     /// Raw columns the expressions name but the file lacks; added as nulls.
     missing: Vec<String>,
     augmented: SchemaRef,
@@ -188,6 +197,15 @@ impl ShapeMapper {
         let mut outputs = Vec::new();
         for o in &self.shape.outputs {
             outputs.push(self.compile(o, schema)?);
+        }
+        // A column any output maps is not lost; the rest travel in custom_fields.
+        let referenced: BTreeSet<&String> = outputs.iter().flat_map(|o| o.referenced.iter()).collect();
+        let unmapped: Vec<usize> =
+            (0..schema.fields().len()).filter(|&i| !referenced.contains(schema.field(i).name())).collect();
+        for (compiled, spec) in outputs.iter_mut().zip(&self.shape.outputs) {
+            if spec.custom_fields {
+                compiled.unmapped.clone_from(&unmapped);
+            }
         }
         let outputs = Arc::new(outputs);
         self.compiled.insert(names, Arc::clone(&outputs));
@@ -256,8 +274,15 @@ impl ShapeMapper {
             }
             None => None,
         };
-        let unmapped = (0..schema.fields().len()).filter(|&i| !referenced.contains(schema.field(i).name())).collect();
-        Ok(CompiledOutput { table: Arc::clone(&output.table), filter, columns, unmapped, missing, augmented })
+        Ok(CompiledOutput {
+            table: Arc::clone(&output.table),
+            filter,
+            columns,
+            unmapped: Vec::new(),
+            referenced,
+            missing,
+            augmented,
+        })
     }
 
     fn mapping_error(&self, column: &str, sql: &str, e: &DataFusionError) -> Error {
@@ -308,6 +333,7 @@ impl ShapeMapper {
             }
             result.rows_rejected += 1;
             if !passed[i] {
+                result.rows_unmapped += 1;
                 let tables: Vec<String> = compiled.iter().map(|c| c.table.id.to_string()).collect();
                 result.rejects.push(RejectRecord {
                     row: chunk.rows[i],
@@ -316,7 +342,7 @@ impl ShapeMapper {
                     column: None,
                     raw_value: None,
                     reason: format!("no output of {} takes this row (filters of {})", self.shape.id, tables.join(", ")),
-                    action: RejectAction::Rejected,
+                    action: RejectAction::Unmapped,
                     raw_record: Some(raw_record_json(&chunk.batch, i)),
                 });
             }

@@ -109,6 +109,8 @@ struct RawOutput {
     table: Spanned<String>,
     #[serde(default)]
     filter: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    custom_fields: bool,
     columns: Spanned<BTreeMap<String, Spanned<String>>>,
 }
 
@@ -184,6 +186,14 @@ pub struct Output {
     pub filter: Option<String>,
     /// Canonical column name to SQL expression over raw columns.
     pub columns: BTreeMap<String, String>,
+    /// Whether rows carry the shape's unmapped columns in custom_fields. An output derived
+    /// from another's rows (the company columns of a contact export) sets this false, so the
+    /// unmapped columns travel once, with the main output.
+    pub custom_fields: bool,
+}
+
+const fn default_true() -> bool {
+    true
 }
 
 /// Envelope roles a mapping may (and for source_id must) set; the engine sets the others.
@@ -402,6 +412,7 @@ fn load_output(file: &str, o: &RawOutput, contract: &Contract, problems: &mut Ve
     Some(Output {
         table: Arc::new(table.clone()),
         filter: o.filter.as_ref().map(|f| f.value.clone()),
+        custom_fields: o.custom_fields,
         columns: o.columns.value.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
     })
 }

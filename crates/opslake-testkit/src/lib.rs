@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
 /// The repository root (the directory holding the workspace Cargo.toml).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the testkit crate lives in crates/")
@@ -52,4 +55,65 @@ pub fn expected_errors(dir: &Path) -> Vec<ExpectedError> {
     }
     out.sort_by(|a, b| a.stem.cmp(&b.stem));
     out
+}
+
+/// Renders batches as CSV text with the header first and rows sorted, so the text does not
+/// depend on file or partition order. `drop` names columns left out (volatile ones such as run
+/// ids); `rename` maps a cell through a function per column (e.g. a path to its file name).
+pub fn sorted_csv(batches: &[RecordBatch], drop: &[&str], rename: &dyn Fn(&str, String) -> String) -> String {
+    let Some(first) = batches.first() else { return String::new() };
+    let schema = first.schema();
+    let keep: Vec<usize> =
+        (0..schema.fields().len()).filter(|&i| !drop.contains(&schema.field(i).name().as_str())).collect();
+    let header: Vec<String> = keep.iter().map(|&i| schema.field(i).name().clone()).collect();
+    let mut rows = Vec::new();
+    let options = FormatOptions::default().with_null("");
+    for b in batches {
+        let formatters: Vec<ArrayFormatter<'_>> = keep
+            .iter()
+            .map(|&i| ArrayFormatter::try_new(b.column(i).as_ref(), &options).expect("formattable"))
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .zip(&header)
+                .map(|(f, name)| csv_cell(&rename(name, f.value(r).to_string())))
+                .collect();
+            rows.push(cells.join(","));
+        }
+    }
+    rows.sort();
+    let mut out = header.join(",");
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// Compares `actual` with the file at `expected`; with `BLESS=1` in the environment, writes it
+/// instead. Panics with the first differing line.
+pub fn assert_golden(expected: &Path, actual: &str) {
+    if std::env::var("BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(expected.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(expected, actual).expect("write golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(expected)
+        .unwrap_or_else(|_| panic!("{} is missing; run with BLESS=1 to create it", expected.display()));
+    if want != actual {
+        let diff = want
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .find(|(_, (w, a))| w != a)
+            .map(|(i, (w, a))| format!("line {}:\n  expected: {w}\n  actual:   {a}", i + 1))
+            .unwrap_or_else(|| format!("expected {} lines, got {}", want.lines().count(), actual.lines().count()));
+        panic!("{} differs ({diff}); review, then run with BLESS=1 to accept", expected.display());
+    }
 }
