@@ -116,7 +116,14 @@ mod cli {
     #[test]
     fn every_command_has_help_with_an_example() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        for args in [&["--help"][..], &["init", "--help"], &["validate", "--help"], &["docs", "schema", "--help"]] {
+        for args in [
+            &["--help"][..],
+            &["init", "--help"],
+            &["validate", "--help"],
+            &["ingest", "--help"],
+            &["inspect", "--help"],
+            &["docs", "schema", "--help"],
+        ] {
             let out = opslake(args, tmp.path());
             assert!(out.status.success(), "{args:?}");
             let help = text(&out.stdout);
@@ -153,5 +160,67 @@ mod docs {
                 name.to_string_lossy()
             );
         }
+    }
+}
+
+mod ingest {
+    use super::*;
+
+    fn golden(rel: &str) -> String {
+        opslake_testkit::repo_root().join("tests/golden").join(rel).display().to_string()
+    }
+
+    #[test]
+    fn ad_hoc_ingest_detects_tools_and_writes_a_summary() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let account = golden("salesforce/data_export_account/latin1_all_quoted/input/Account.csv");
+        let webhook = golden("pipedrive/webhook/deal_updated_with_bom/input/webhook_deal_update.json");
+        let out = opslake(
+            &["ingest", "--path", &account, "--path", &webhook, "--lake", "lake", "--summary-json", "run.json"],
+            tmp.path(),
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("salesforce.data_export_account"), "{stdout}");
+        assert!(stdout.contains("crm.opportunities"), "{stdout}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run.json")).expect("written"))
+                .expect("json");
+        let files = summary["files"].as_array().expect("files");
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0]["tool"], "salesforce");
+        assert_eq!(files[0]["rows_read"], 2);
+        assert_eq!(files[1]["shape"], "pipedrive.webhook");
+        assert!(tmp.path().join("lake/crm/organizations/_delta_log").is_dir());
+    }
+
+    #[test]
+    fn a_failed_file_or_too_many_rejects_exit_with_the_data_code() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("mystery.csv"), "a,b\n1,2\n").expect("write");
+        let out = opslake(&["ingest", "--path", "mystery.csv", "--lake", "lake"], tmp.path());
+        assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("FAILED") && text(&out.stdout).contains("no source recognises"),
+            "{}",
+            text(&out.stdout)
+        );
+
+        let ragged = golden("salesforce/fivetran_opportunity/ragged_row/input/sf_opportunity_data.csv");
+        let out = opslake(&["ingest", "--tool", "salesforce", "--path", &ragged, "--lake", "lake2"], tmp.path());
+        assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("more than max_reject_ratio"), "{}", text(&out.stderr));
+    }
+
+    #[test]
+    fn inspect_shows_detection_and_mapped_rows() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let account = golden("salesforce/data_export_account/latin1_all_quoted/input/Account.csv");
+        let out = opslake(&["inspect", &account], tmp.path());
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stdout.contains("salesforce.data_export_account"), "{stdout}");
+        assert!(stdout.contains("windows-1252"), "{stdout}");
+        assert!(stdout.contains("Panadería Ñandú"), "{stdout}");
     }
 }

@@ -51,7 +51,10 @@ impl Staging {
         let path = dir.join(format!("part-{part:06}.parquet"));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         // Staging is read once, locally: fast compression beats small files.
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(64 * 1024))
+            .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))
             .map_err(|source| Error::Parquet { table: table.to_string(), source })?;
         Ok(PartWriter { table: table.to_string(), path, writer, rows: 0 })

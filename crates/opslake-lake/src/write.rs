@@ -3,13 +3,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use std::collections::HashMap;
-
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
 use opslake_schema::{EnvelopeRole, Table};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 
 use crate::{Error, Lake, Result};
 
@@ -24,14 +26,35 @@ pub struct Committed {
     pub version: u64,
 }
 
-fn session() -> Result<SessionContext> {
+/// Memory (MiB) the commit of one table may hold before DataFusion spills to local disk: the
+/// dedupe sorts every staged row, so without a limit memory would grow with the input.
+/// `OPSLAKE_COMMIT_MEMORY_MB` overrides it.
+const COMMIT_MEMORY_MB: usize = 64;
+
+fn commit_memory() -> usize {
+    let mb = std::env::var("OPSLAKE_COMMIT_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(COMMIT_MEMORY_MB);
+    mb * 1024 * 1024
+}
+
+fn session(memory: usize) -> Result<SessionContext> {
     // Delta's planner runs the write and merge nodes. Staged Parquet is read back with the
     // contract's types (Utf8, not views), so what lands in the Delta log is the contract's schema.
-    let overrides =
-        HashMap::from([("datafusion.execution.parquet.schema_force_view_types".to_string(), "false".to_string())]);
-    let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
-        .map_err(|source| Error::Delta { table: "session".into(), source })?;
-    Ok(ctx.into_inner())
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory)))
+        .build_arc()
+        .map_err(|source| Error::DataFusion { context: "commit session".into(), source })?;
+    let ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
+    ctx.state_ref().write().config_mut().options_mut().execution.parquet.schema_force_view_types = false;
+    Ok(ctx)
+}
+
+/// Parquet settings of the lake's data files: zstd, statistics on, row groups small enough to
+/// keep the writer's buffer bounded.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
 }
 
 async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
@@ -53,8 +76,32 @@ fn df_err(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusi
 /// unique key: the latest `source_updated_at` wins, ties go to the later file and row. A row
 /// then replaces the lake's row with the same key unless the lake's is known to be newer.
 pub async fn merge_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result<Committed> {
+    with_memory_retries(|memory| merge_once(lake, table, parts_dir, memory)).await
+}
+
+/// Runs a commit with the configured memory, and again with 8 times as much when a single
+/// batch does not fit (a 100 MB cell): spilling bounds memory for many rows, not for one row.
+/// A failed attempt commits nothing; its data files are unreferenced and vacuum removes them.
+async fn with_memory_retries<F, Fut>(mut attempt: F) -> Result<Committed>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<Committed>>,
+{
+    let mut memory = commit_memory();
+    loop {
+        match attempt(memory).await {
+            Err(e) if memory < MAX_COMMIT_MEMORY && e.to_string().contains("Resources exhausted") => memory *= 8,
+            other => return other,
+        }
+    }
+}
+
+/// The largest memory pool a commit grows to before giving up.
+const MAX_COMMIT_MEMORY: usize = 16 * 1024 * 1024 * 1024;
+
+async fn merge_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
     let name = table.id.to_string();
-    let ctx = session()?;
+    let ctx = session(memory)?;
     let dir = parts_dir.to_string_lossy().into_owned();
     ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
         .await
@@ -78,6 +125,7 @@ pub async fn merge_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result
             .with_input_plan(df.logical_plan().clone())
             .with_session_state(Arc::new(ctx.state()))
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
             .await
             .map_err(delta_err)?
     } else {
@@ -89,6 +137,7 @@ pub async fn merge_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result
             .with_source_alias("source")
             .with_target_alias("target")
             .with_session_state(Arc::new(ctx.state()))
+            .with_writer_properties(writer_properties())
             .when_matched_update(|u| {
                 cols.iter().fold(u.predicate(newer.as_str()), |u, c| u.update(*c, format!("source.{c}")))
             })
@@ -106,8 +155,12 @@ pub async fn merge_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result
 
 /// Appends the staged parts of a system table (`_rejects`).
 pub async fn append_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result<Committed> {
+    with_memory_retries(|memory| append_once(lake, table, parts_dir, memory)).await
+}
+
+async fn append_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
     let name = table.id.to_string();
-    let ctx = session()?;
+    let ctx = session(memory)?;
     let dir = parts_dir.to_string_lossy().into_owned();
     ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
         .await
@@ -120,6 +173,7 @@ pub async fn append_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Resul
         .with_input_plan(df.logical_plan().clone())
         .with_session_state(Arc::new(ctx.state()))
         .with_save_mode(SaveMode::Append)
+        .with_writer_properties(writer_properties())
         .await
         .map_err(|source| Error::Delta { table: name.clone(), source })?;
     let version =
