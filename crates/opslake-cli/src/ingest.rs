@@ -9,6 +9,7 @@ use opslake_lake::Lake;
 use opslake_lake::ingest::{Event, FileSummary, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, ErrorClass, StorageLocation};
 use opslake_sources::ToolRegistry;
+use opslake_sources::parse::DateOrder;
 
 use crate::{CliError, LakeArgs, ProjectArgs};
 
@@ -61,8 +62,19 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
                     )));
                 }
             };
+            let date_order = match c.options.date_order.as_ref().map(|o| o.value.as_str()) {
+                Some("dmy") => Some(DateOrder::Dmy),
+                Some(_) => Some(DateOrder::Mdy),
+                None => None,
+            };
             for file in expand(&path)? {
-                inputs.push(Input { path: file, connection: c.name.value.clone(), tool: Some(c.tool.value.clone()) });
+                inputs.push(Input {
+                    path: file,
+                    connection: c.name.value.clone(),
+                    tool: Some(c.tool.value.clone()),
+                    timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
+                    date_order,
+                });
             }
         }
         if project.config.connections.is_empty() {
@@ -73,7 +85,12 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
         let mut inputs = Vec::new();
         for p in &args.path {
             for file in expand(p)? {
-                inputs.push(Input { path: file, connection: args.connection.clone(), tool: args.tool.clone() });
+                inputs.push(Input {
+                    path: file,
+                    connection: args.connection.clone(),
+                    tool: args.tool.clone(),
+                    ..Input::default()
+                });
             }
         }
         inputs

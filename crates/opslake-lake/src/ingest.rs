@@ -16,6 +16,7 @@ use opslake_sources::Tool;
 use opslake_sources::detect::recognise;
 use opslake_sources::input::visit_inputs;
 use opslake_sources::mapping::{FileContext, RejectAction, RejectRecord, ShapeMapper};
+use opslake_sources::parse::DateOrder;
 use serde::Serialize;
 
 use crate::stage::{PartWriter, Staging};
@@ -26,7 +27,7 @@ use crate::{Error, Lake, Result, table_path};
 pub const REJECTS: &str = "_rejects";
 
 /// One file (or directory member) to ingest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Input {
     /// A local file.
     pub path: PathBuf,
@@ -34,6 +35,10 @@ pub struct Input {
     pub connection: String,
     /// The tool, when known; detected otherwise.
     pub tool: Option<String>,
+    /// The connection's time zone for naive timestamps, overriding the tool file's.
+    pub timezone: Option<String>,
+    /// The connection's order of numeric dates, overriding the tool file's.
+    pub date_order: Option<DateOrder>,
 }
 
 /// What happened to one input stream.
@@ -274,7 +279,14 @@ fn read_stream(
         run_id: run.run_id.clone(),
         ingested_at: run.started_at,
     };
-    let mut mapper = ShapeMapper::new(&d.shape, file_ctx);
+    let mut shape = d.shape.clone();
+    if let Some(tz) = &input.timezone {
+        shape.timezone.clone_from(tz);
+    }
+    if let Some(order) = input.date_order {
+        shape.date_order = order;
+    }
+    let mut mapper = ShapeMapper::new(&shape, file_ctx);
     let mut writers: BTreeMap<String, PartWriter> = BTreeMap::new();
     let mut missing = std::collections::BTreeSet::new();
     let outcome = (|| -> Result<()> {

@@ -25,7 +25,7 @@ async fn run_ingest(lake_dir: &Path, inputs: &[Input], project: Option<&Path>) -
 }
 
 fn input(path: PathBuf, tool: Option<&str>) -> Input {
-    Input { path, connection: "test".into(), tool: tool.map(str::to_string) }
+    Input { path, connection: "test".into(), tool: tool.map(str::to_string), ..Input::default() }
 }
 
 async fn query(lake_dir: &Path, sql: &str) -> Vec<RecordBatch> {
@@ -350,6 +350,22 @@ mod user_tools {
              acme_crm,Müller GmbH,mueller.de,1234567.500000,2024-03-01T08:30:00Z,{Branche: Maschinenbau}\n\
              acme_crm,Schmidt AG,schmidt.de,,2024-03-31T01:30:00Z,{}\n"
         );
+    }
+}
+
+mod connection_options {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_connection_time_zone_overrides_the_tool_file() {
+        let project = opslake_testkit::repo_root().join("tests/fixtures/user_tool");
+        let lake = tempfile::tempdir().expect("tempdir");
+        let file = project.join("exports/acme_accounts.csv");
+        let input = Input { timezone: Some("America/New_York".into()), ..input(file, Some("acme_crm")) };
+        run_ingest(lake.path(), &[input], Some(&project)).await;
+        let rows = query(lake.path(), "SELECT source_created_at FROM crm.organizations WHERE source_id = 'K-1'").await;
+        let text = opslake_testkit::sorted_csv(&rows, &[], &|_, v| v);
+        assert_eq!(text, "source_created_at\n2024-03-01T14:30:00Z\n");
     }
 }
 

@@ -48,9 +48,22 @@ pub struct Connection {
     pub tool: Spanned<String>,
     /// A file, a directory, a glob (`exports/sf/*.csv`) or an object-store URL.
     pub path: Spanned<String>,
-    /// Reader and mapping options for this connection (encoding, time zone, ...).
+    /// Settings that differ for this connection from the tool file's.
     #[serde(default)]
-    pub options: BTreeMap<String, serde_json::Value>,
+    pub options: ConnectionOptions,
+}
+
+/// Per-connection overrides of a tool's reading rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ConnectionOptions {
+    /// IANA time zone of the exports' timestamps written without offset (a HubSpot portal's
+    /// zone, say), instead of the tool file's.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// Order of all-numeric dates such as 2/5/24: `mdy` or `dmy`, instead of the tool file's.
+    #[serde(default)]
+    pub date_order: Option<Spanned<String>>,
 }
 
 fn spanned<T>(value: T) -> Spanned<T> {
@@ -162,6 +175,24 @@ impl ProjectConfig {
             }
             if let Err(msg) = StorageLocation::parse(&c.path.value) {
                 problems.push(Problem::at(file, &c.path, format!("connection '{name}': path {msg}")));
+            }
+            if let Some(tz) = &c.options.timezone
+                && tz.value.parse::<chrono_tz::Tz>().is_err()
+            {
+                problems.push(Problem::at(
+                    file,
+                    tz,
+                    format!("connection '{name}': timezone '{}' is not an IANA time zone", tz.value),
+                ));
+            }
+            if let Some(order) = &c.options.date_order
+                && !matches!(order.value.as_str(), "mdy" | "dmy")
+            {
+                problems.push(Problem::at(
+                    file,
+                    order,
+                    format!("connection '{name}': date_order must be mdy or dmy, not '{}'", order.value),
+                ));
             }
         }
         problems

@@ -16,7 +16,7 @@ pub mod types;
 
 use std::path::PathBuf;
 
-pub use config::{CONFIG_FILE, Connection, Project, ProjectConfig, ProjectError};
+pub use config::{CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectConfig, ProjectError};
 pub use contract::{Column, Contract, EnvelopeRole, Table, TableId, WriteMode};
 pub use diag::{ErrorClass, Problem};
 pub use location::{ObjectStoreKind, StorageLocation};
