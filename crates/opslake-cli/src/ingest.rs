@@ -185,9 +185,7 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, CliError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(|e| CliError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
+    let entries = opslake_schema::files::sorted_entries(dir).map_err(|e| CliError::io(dir, e))?;
     for p in entries {
         let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if hidden {

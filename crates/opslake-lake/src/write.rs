@@ -67,6 +67,16 @@ async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
     DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: table.id.to_string(), source })
 }
 
+/// A commit session with the staged parts of one table registered as `staged`.
+async fn staged_session(name: &str, parts_dir: &Path, memory: usize) -> Result<SessionContext> {
+    let ctx = session(memory)?;
+    let dir = parts_dir.to_string_lossy().into_owned();
+    ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
+        .await
+        .map_err(df_err(format!("{name}: reading staged rows")))?;
+    Ok(ctx)
+}
+
 fn df_err(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
     let context = context.into();
     move |source| Error::DataFusion { context, source }
@@ -101,11 +111,7 @@ const MAX_COMMIT_MEMORY: usize = 16 * 1024 * 1024 * 1024;
 
 async fn merge_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
     let name = table.id.to_string();
-    let ctx = session(memory)?;
-    let dir = parts_dir.to_string_lossy().into_owned();
-    ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
-        .await
-        .map_err(df_err(format!("{name}: reading staged rows")))?;
+    let ctx = staged_session(&name, parts_dir, memory).await?;
     let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
     let file = &table.envelope(EnvelopeRole::SourceFile).name;
@@ -160,11 +166,7 @@ pub async fn append_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Resul
 
 async fn append_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
     let name = table.id.to_string();
-    let ctx = session(memory)?;
-    let dir = parts_dir.to_string_lossy().into_owned();
-    ctx.register_parquet("staged", &dir, ParquetReadOptions::default())
-        .await
-        .map_err(df_err(format!("{name}: reading staged rows")))?;
+    let ctx = staged_session(&name, parts_dir, memory).await?;
     let df = ctx.table("staged").await.map_err(df_err(&name))?;
     let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
     let delta = open_table(lake, table).await?;

@@ -146,12 +146,8 @@ fn collect_sql(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        paths.push(entry.map_err(|source| Error::Io { path: dir.to_path_buf(), source })?.path());
-    }
-    paths.sort();
+    let paths =
+        opslake_schema::files::sorted_entries(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     for path in paths {
         if path.is_dir() {
             collect_sql(&path, out)?;

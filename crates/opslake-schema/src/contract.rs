@@ -640,12 +640,7 @@ fn parse_table(
 
 /// Reads every `.yaml`/`.yml` file below `dir`, with paths relative to `root` using `/`.
 pub(crate) fn read_yaml_tree(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        paths.push(entry.map_err(|source| Error::Io { path: dir.to_path_buf(), source })?.path());
-    }
-    paths.sort();
+    let paths = crate::files::sorted_entries(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     for path in paths {
         if path.is_dir() {
             read_yaml_tree(root, &path, out)?;

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod diag;
 pub mod docs;
 pub mod embedded;
+pub mod files;
 pub mod location;
 pub mod types;
 

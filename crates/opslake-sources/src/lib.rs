@@ -74,12 +74,8 @@ impl ToolRegistry {
         let Some(dir) = project_dir.map(|d| d.join(SOURCES_DIR)).filter(|d| d.is_dir()) else {
             return Ok((registry, problems));
         };
-        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let mut paths = Vec::new();
-        for entry in entries {
-            paths.push(entry.map_err(|source| Error::Io { path: dir.clone(), source })?.path());
-        }
-        paths.sort();
+        let paths =
+            opslake_schema::files::sorted_entries(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         for path in paths {
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let Some(name) = tool_name(&file_name) else { continue };
