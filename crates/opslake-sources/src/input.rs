@@ -260,4 +260,38 @@ mod tests {
         .expect("reads");
         assert_eq!(seen, [("a.csv".to_string(), "windows-1252", "name\nBogotá\n".to_string())]);
     }
+
+    #[test]
+    fn every_member_of_a_zip_is_a_stream_named_after_the_archive() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("export.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&path).expect("create"));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("Account.csv", options).expect("member");
+        zip.write_all(b"Id,Name\n1,A\n").expect("write");
+        zip.add_directory("__MACOSX/", options).expect("dir");
+        zip.start_file("__MACOSX/._Account.csv", options).expect("member");
+        zip.write_all(b"\0\0junk").expect("write");
+        zip.start_file("nested/Contact.csv", options).expect("member");
+        zip.write_all(b"Id,Email\n2,b@c.io\n").expect("write");
+        zip.finish().expect("finish");
+        let mut seen = Vec::new();
+        visit_inputs(&path, &mut |o| {
+            seen.push((
+                o.name.rsplit('/').next().unwrap_or_default().to_string(),
+                o.file_name.clone(),
+                o.sample.clone(),
+            ));
+            Ok(())
+        })
+        .expect("reads");
+        assert_eq!(
+            seen,
+            [
+                ("export.zip!Account.csv".to_string(), "Account.csv".to_string(), "Id,Name\n1,A\n".to_string()),
+                ("Contact.csv".to_string(), "Contact.csv".to_string(), "Id,Email\n2,b@c.io\n".to_string()),
+            ]
+        );
+    }
 }
