@@ -19,7 +19,6 @@ use url::Url;
 /// An opened lake location.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    location: StorageLocation,
     root: Url,
 }
 
@@ -38,12 +37,7 @@ impl Lake {
                 Url::parse(&with_slash).map_err(|e| Error::Location { message: format!("{url}: {e}") })?
             }
         };
-        Ok(Self { location: location.clone(), root })
-    }
-
-    /// Where the lake is, as given.
-    pub fn location(&self) -> &StorageLocation {
-        &self.location
+        Ok(Self { root })
     }
 
     /// URL of a table's directory.

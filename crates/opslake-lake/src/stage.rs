@@ -2,9 +2,9 @@
 //! run holds at most a batch per table in memory and a failed file is dropped by deleting its
 //! parts.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// Staged Parquet parts per table for one run, in a temporary directory removed on drop.
 pub struct Staging {
     dir: tempfile::TempDir,
-    parts: BTreeMap<String, Vec<PathBuf>>,
+    tables: BTreeSet<String>,
 }
 
 impl Staging {
@@ -26,7 +26,7 @@ impl Staging {
             .prefix("opslake-stage-")
             .tempdir()
             .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-        Ok(Self { dir, parts: BTreeMap::new() })
+        Ok(Self { dir, tables: BTreeSet::new() })
     }
 
     /// The directory holding `table`'s parts.
@@ -34,14 +34,9 @@ impl Staging {
         self.dir.path().join(table.replace('/', "__"))
     }
 
-    /// Parts staged for `table`.
-    pub fn parts(&self, table: &str) -> &[PathBuf] {
-        self.parts.get(table).map_or(&[], Vec::as_slice)
-    }
-
     /// Tables with at least one part.
     pub fn tables(&self) -> impl Iterator<Item = &str> {
-        self.parts.keys().map(String::as_str)
+        self.tables.iter().map(String::as_str)
     }
 
     /// A writer for one file's rows of `table`, named after the file's position in the run.
@@ -60,9 +55,9 @@ impl Staging {
         Ok(PartWriter { table: table.to_string(), path, writer, rows: 0 })
     }
 
-    /// Keeps a finished part for commit.
+    /// Keeps a finished part for commit: its table is committed from its directory.
     pub fn keep(&mut self, part: FinishedPart) {
-        self.parts.entry(part.table).or_default().push(part.path);
+        self.tables.insert(part.table);
     }
 }
 
@@ -77,7 +72,6 @@ pub struct PartWriter {
 /// A part written to the end.
 pub struct FinishedPart {
     table: String,
-    path: PathBuf,
     /// Rows in the part.
     pub rows: u64,
 }
@@ -92,7 +86,7 @@ impl PartWriter {
     /// Closes the part.
     pub fn finish(self) -> Result<FinishedPart> {
         self.writer.close().map_err(|source| Error::Parquet { table: self.table.clone(), source })?;
-        Ok(FinishedPart { table: self.table, path: self.path, rows: self.rows })
+        Ok(FinishedPart { table: self.table, rows: self.rows })
     }
 
     /// Drops the part (its file failed).
@@ -101,9 +95,4 @@ impl PartWriter {
         drop(self.writer);
         let _ = std::fs::remove_file(&path);
     }
-}
-
-/// Removes a part file, ignoring a file already gone.
-pub fn remove_part(path: &Path) {
-    let _ = std::fs::remove_file(path);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
@@ -126,14 +126,7 @@ async fn merge_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize)
     let delta = open_table(lake, table).await?;
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let result = if delta.version().is_none() {
-        delta
-            .write(Vec::new())
-            .with_input_plan(df.logical_plan().clone())
-            .with_session_state(Arc::new(ctx.state()))
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(writer_properties())
-            .await
-            .map_err(delta_err)?
+        append(delta, &ctx, &df, &name).await?
     } else {
         let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
         let newer =
@@ -154,9 +147,7 @@ async fn merge_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize)
             .map_err(delta_err)?;
         merged
     };
-    let version =
-        result.version().ok_or_else(|| Error::Internal { message: format!("{name}: no version after commit") })?;
-    Ok(Committed { table: name, rows, version })
+    committed(name, rows, &result)
 }
 
 /// Appends the staged parts of a system table (`_rejects`).
@@ -170,15 +161,24 @@ async fn append_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize
     let df = ctx.table("staged").await.map_err(df_err(&name))?;
     let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
     let delta = open_table(lake, table).await?;
-    let result = delta
+    let result = append(delta, &ctx, &df, &name).await?;
+    committed(name, rows, &result)
+}
+
+/// Appends the rows of `df` to `delta` (creating the table on its first write) in one commit.
+async fn append(delta: DeltaTable, ctx: &SessionContext, df: &DataFrame, name: &str) -> Result<DeltaTable> {
+    delta
         .write(Vec::new())
         .with_input_plan(df.logical_plan().clone())
         .with_session_state(Arc::new(ctx.state()))
         .with_save_mode(SaveMode::Append)
         .with_writer_properties(writer_properties())
         .await
-        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+        .map_err(|source| Error::Delta { table: name.to_string(), source })
+}
+
+fn committed(table: String, rows: u64, result: &DeltaTable) -> Result<Committed> {
     let version =
-        result.version().ok_or_else(|| Error::Internal { message: format!("{name}: no version after commit") })?;
-    Ok(Committed { table: name, rows, version })
+        result.version().ok_or_else(|| Error::Internal { message: format!("{table}: no version after commit") })?;
+    Ok(Committed { table, rows, version })
 }

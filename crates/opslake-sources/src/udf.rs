@@ -231,19 +231,6 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
     ]
 }
 
-/// Names of the functions in [`all`], for docs and validation.
-pub const NAMES: [&str; 9] = [
-    "parse_decimal",
-    "parse_int",
-    "parse_bool",
-    "parse_date",
-    "parse_timestamp",
-    "normalize_email",
-    "email_domain",
-    "url_domain",
-    "key",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
