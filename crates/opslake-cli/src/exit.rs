@@ -18,6 +18,8 @@ pub const EXTERNAL: u8 = 4;
 pub const DATA: u8 = 5;
 /// opslake itself is wrong (EX_SOFTWARE). Please report it.
 pub const INTERNAL: u8 = 70;
+/// Another run holds the lake (EX_TEMPFAIL): nothing was done; run again later.
+pub const BUSY: u8 = 75;
 
 /// An error on its way to the terminal, with the class that picks the exit code.
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl CliError {
             ErrorClass::User => USER,
             ErrorClass::External => EXTERNAL,
             ErrorClass::Internal => INTERNAL,
+            ErrorClass::Busy => BUSY,
         }
     }
 }

@@ -2,11 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use opslake_lake::Lake;
-use opslake_lake::ingest::{Event, FileSummary, IngestReport, Input, RunContext, ingest};
+use opslake_lake::ingest::{Event, FileSummary, IngestOptions, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, ErrorClass, StorageLocation};
 use opslake_sources::ToolRegistry;
 use opslake_sources::parse::DateOrder;
@@ -32,6 +33,14 @@ pub struct IngestArgs {
     /// Also write the per-file summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
+    /// Ignore the manifest of loaded files: read every file again and rebuild every table from
+    /// them (history tables restart from the files at hand).
+    #[arg(long)]
+    full_refresh: bool,
+    /// Seconds the lake's lock lasts without renewal; a run that dies on another host blocks
+    /// the lake at most this long (on this host a dead run's lock is taken over at once).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    lock_ttl: u64,
 }
 
 pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
@@ -100,8 +109,8 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
     }
     let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
-    let run =
-        RunContext { run_id: uuid::Uuid::now_v7().to_string(), started_at: chrono::Utc::now().timestamp_micros() };
+    let run = RunContext::start();
+    let options = IngestOptions { full_refresh: args.full_refresh, lock_ttl: Duration::from_secs(args.lock_ttl) };
     let bar = progress_bar(inputs.len());
     let (mut rows, mut current) = (0u64, String::new());
     let mut on_event = |e: Event<'_>| match e {
@@ -114,10 +123,11 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
             bar.set_message(format!("{current} · {rows} rows"));
         }
         Event::FileDone(_) => bar.inc(1),
+        Event::Skipped(_) => {}
         Event::Committing(table) => bar.set_message(format!("committing {table}")),
     };
     let tools = registry.tools();
-    let report = ingest(&lake, &contract, &tools, &inputs, &run, &mut on_event)
+    let report = ingest(&lake, &contract, &tools, &inputs, &run, &options, &mut on_event)
         .await
         .map_err(|e| CliError::new(e.class(), e))?;
     bar.finish_and_clear();
@@ -219,10 +229,19 @@ fn print_summary(report: &IngestReport, lake: &StorageLocation) {
     }
     println!();
     for t in &report.tables {
-        println!("{:<40} {:>9} rows  version {}", t.table, t.rows, t.version);
+        match t.version {
+            Some(v) => println!("{:<40} {:<9} {:>9} rows  version {v}", t.table, t.mode, t.rows),
+            None => println!("{:<40} {:<9} {:>9} rows  unchanged", t.table, t.mode, t.rows),
+        }
+    }
+    if !report.skipped.is_empty() {
+        println!(
+            "{} file(s) skipped: loaded before and unchanged (--full-refresh reads them again)",
+            report.skipped.len()
+        );
     }
     println!(
-        "run {}: {} file(s), {} rows read, {} rejected ({:.2}% invalid, {} unmapped), lake {lake}",
+        "run {}: {} file(s) read, {} rows read, {} rejected ({:.2}% invalid, {} unmapped), lake {lake}",
         report.run_id,
         report.files.len(),
         report.rows_read(),

@@ -55,6 +55,7 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
             connection: "inspect".into(),
             run_id: "inspect".into(),
             ingested_at: 0,
+            snapshot_at: 0,
         };
         let mut mapper = ShapeMapper::new(&d.shape, ctx);
         if let Some(chunk) = r.reader.next_chunk()? {

@@ -7,6 +7,7 @@ pub mod exit;
 mod ingest;
 mod init;
 mod inspect;
+mod lake_cmds;
 mod validate;
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub use exit::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "opslake", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 5 data did not all land (failed files, too many rejects), 70 a bug in opslake."
+    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 5 data did not all land (failed files, too many rejects), 70 a bug in opslake, 75 another run holds the lake (try later)."
 )]
 pub struct Cli {
     /// What to do.
@@ -54,6 +55,28 @@ pub enum Command {
         after_help = "Examples:\n  opslake inspect exports/Account.csv\n  opslake inspect --tool hubspot --rows 10 contacts.csv"
     )]
     Inspect(inspect::InspectArgs),
+    /// List the runs recorded in the lake (newest first), or show one run's files and table
+    /// versions. A run that never recorded its end and holds no lock shows as INTERRUPTED.
+    #[command(
+        after_help = "Examples:\n  opslake runs\n  opslake runs --show 01937c1e-...\n  opslake runs --json --limit 1   the last run, for a scheduler"
+    )]
+    Runs(lake_cmds::RunsArgs),
+    /// Run SQL against the lake: canonical tables as namespace.table, system tables as
+    /// _rejects, _runs, _run_files, _run_tables.
+    #[command(
+        after_help = "Examples:\n  opslake query \"SELECT count(*) FROM crm.people\"\n  opslake query --as-of 01937c1e-... \"SELECT stage, count(*) FROM crm.opportunities WHERE is_current GROUP BY stage\"\n  opslake query --format csv \"SELECT * FROM _rejects\" > rejects.csv"
+    )]
+    Query(lake_cmds::QueryArgs),
+    /// Write a plain Parquet snapshot of every table for BI tools, switched in atomically,
+    /// with a manifest.json of files, row counts and schemas.
+    #[command(
+        after_help = "Examples:\n  opslake publish --out ./snapshot\n  opslake publish --out s3://acme-bi/opslake"
+    )]
+    Publish(lake_cmds::PublishArgs),
+    /// Compact small files and delete data files that no version within the retention period
+    /// needs. Takes the lake's lock like ingest.
+    #[command(after_help = "Examples:\n  opslake maintain\n  opslake maintain --retain-hours 24")]
+    Maintain(lake_cmds::MaintainArgs),
     /// Generate documentation.
     #[command(subcommand)]
     Docs(DocsCommand),
@@ -117,6 +140,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Ingest(args) => ingest::run(&args).await,
         Command::Inspect(args) => inspect::run(&args),
+        Command::Runs(args) => lake_cmds::runs(&args).await,
+        Command::Query(args) => lake_cmds::query(&args).await,
+        Command::Publish(args) => lake_cmds::publish(&args).await,
+        Command::Maintain(args) => lake_cmds::maintain(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
     };
     match result {

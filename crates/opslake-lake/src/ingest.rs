@@ -1,17 +1,20 @@
 //! `opslake ingest`: export files in, canonical Delta tables and `_rejects` out.
 //!
-//! Files are read one after another; each file's rows are mapped chunk by chunk and staged per
-//! table. A file that fails (unreadable, unrecognised) is reported and its staged rows dropped;
-//! the others still land. Then each table gets one commit. Per file, rows read = rows written +
-//! rows rejected is checked; a mismatch fails the run as a bug.
+//! A run takes the lake's lock, records itself in `_runs`, and compares every input with the
+//! manifest (`_run_files`): unchanged files are skipped, new and changed ones are read one after
+//! another, each file's rows mapped chunk by chunk and staged per table. A file that fails
+//! (unreadable, unrecognised) is reported and its staged rows dropped; the others still land.
+//! Then each table gets one commit in its write mode, then the run records: files, table
+//! versions, and the run's end. Per file, rows read = rows written + rows rejected is checked;
+//! a mismatch fails the run as a bug.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use opslake_schema::types::TIMESTAMP_TZ;
-use opslake_schema::{Contract, Table};
+use opslake_schema::{Contract, Table, WriteMode};
 use opslake_sources::Tool;
 use opslake_sources::detect::recognise;
 use opslake_sources::input::visit_inputs;
@@ -19,8 +22,11 @@ use opslake_sources::mapping::{FileContext, RejectAction, RejectRecord, ShapeMap
 use opslake_sources::parse::DateOrder;
 use serde::Serialize;
 
+use crate::lock::LakeLock;
+use crate::manifest::{Decision, Fingerprint, Manifest, sha256_of};
+use crate::runs::{self, RUN_FILES, RUN_TABLES, RUNS, RunFileRow, RunRow, RunTableRow};
 use crate::stage::{PartWriter, Staging};
-use crate::write::{Committed, append_table, merge_table};
+use crate::write::{CommitPlan, Committed, commit_table, delete_file_rows, truncate_table};
 use crate::{Error, Lake, Result, table_path};
 
 /// Name of the system table of rejects.
@@ -39,6 +45,21 @@ pub struct Input {
     pub timezone: Option<String>,
     /// The connection's order of numeric dates, overriding the tool file's.
     pub date_order: Option<DateOrder>,
+}
+
+/// How a run treats the lake.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Ignore the manifest: read every file and rebuild every table from them.
+    pub full_refresh: bool,
+    /// How long the lake's lock lasts without renewal.
+    pub lock_ttl: std::time::Duration,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { full_refresh: false, lock_ttl: crate::lock::DEFAULT_TTL }
+    }
 }
 
 /// What happened to one input stream.
@@ -81,8 +102,10 @@ pub struct FileSummary {
 pub struct IngestReport {
     /// The run.
     pub run_id: String,
-    /// Per input stream.
+    /// Per input stream read.
     pub files: Vec<FileSummary>,
+    /// Inputs skipped because the manifest shows them loaded and unchanged.
+    pub skipped: Vec<String>,
     /// Per committed table.
     pub tables: Vec<TableCommit>,
 }
@@ -92,15 +115,17 @@ pub struct IngestReport {
 pub struct TableCommit {
     /// `namespace.table`.
     pub table: String,
-    /// Rows merged or appended.
+    /// merge, append, history or overwrite.
+    pub mode: String,
+    /// Rows offered to the table.
     pub rows: u64,
-    /// Delta version written.
-    pub version: u64,
+    /// Delta version written; none when nothing changed.
+    pub version: Option<u64>,
 }
 
 impl From<Committed> for TableCommit {
     fn from(c: Committed) -> Self {
-        Self { table: c.table, rows: c.rows, version: c.version }
+        Self { table: c.table, mode: c.mode.to_string(), rows: c.rows, version: c.version }
     }
 }
 
@@ -144,6 +169,8 @@ pub enum Event<'a> {
     Rows(u64),
     /// A stream is done.
     FileDone(&'a FileSummary),
+    /// A file was skipped: the manifest shows it loaded and unchanged.
+    Skipped(&'a str),
     /// A table is being committed.
     Committing(&'a str),
 }
@@ -157,36 +184,149 @@ pub struct RunContext {
     pub started_at: i64,
 }
 
-/// Ingests `inputs` into `lake`. Must run on a multi-threaded tokio runtime: reading and
-/// mapping are CPU work done in place.
+impl RunContext {
+    /// A new run starting now, with a UUIDv7 id (ids sort by start time).
+    pub fn start() -> Self {
+        Self { run_id: uuid::Uuid::now_v7().to_string(), started_at: chrono::Utc::now().timestamp_micros() }
+    }
+}
+
+/// Ingests `inputs` into `lake` as the run `run`: lock, manifest, staging, commits, run records.
+/// Must run on a multi-threaded tokio runtime: reading and mapping are CPU work done in place.
+/// Fails with [`Error::Locked`] when another run holds the lake.
 pub async fn ingest(
     lake: &Lake,
     contract: &Contract,
     tools: &[Tool],
     inputs: &[Input],
     run: &RunContext,
+    options: &IngestOptions,
+    progress: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Result<IngestReport> {
+    let mut lock = LakeLock::acquire(lake, &run.run_id, "ingest", options.lock_ttl).await?;
+    let mut row = RunRow {
+        run_id: run.run_id.clone(),
+        command: "ingest".into(),
+        status: "RUNNING".into(),
+        started_at: run.started_at,
+        host: format!("{}:{}", lock.entry().host, lock.entry().pid),
+        opslake_version: env!("CARGO_PKG_VERSION").into(),
+        full_refresh: options.full_refresh,
+        ..RunRow::default()
+    };
+    let outcome = match runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await {
+        Ok(()) => ingest_locked(lake, contract, tools, inputs, run, options, &mut lock, progress).await,
+        Err(e) => Err(e),
+    };
+    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
+    match &outcome {
+        Ok(report) => {
+            row.status = "SUCCEEDED".into();
+            row.files_loaded = Some(report.files.iter().filter(|f| f.error.is_none()).count() as i64);
+            row.files_skipped = Some(report.skipped.len() as i64);
+            row.files_failed = Some(report.failed().count() as i64);
+            row.rows_read = Some(report.rows_read() as i64);
+            row.rows_written = Some(report.files.iter().map(|f| f.rows_written as i64).sum());
+            row.rows_rejected = Some(report.rows_rejected() as i64);
+        }
+        Err(e) => {
+            row.status = "FAILED".into();
+            row.message = Some(e.to_string());
+        }
+    }
+    // A lost lock means another run owns the lake now: write nothing more.
+    if !matches!(outcome, Err(Error::Locked { .. })) {
+        let recorded = runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await;
+        lock.release().await?;
+        recorded?;
+    }
+    outcome
+}
+
+/// One input after comparing it with the manifest.
+struct Planned<'a> {
+    input: &'a Input,
+    fingerprint: Fingerprint,
+    sha256: Option<String>,
+    decision: Decision,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ingest_locked(
+    lake: &Lake,
+    contract: &Contract,
+    tools: &[Tool],
+    inputs: &[Input],
+    run: &RunContext,
+    options: &IngestOptions,
+    lock: &mut LakeLock,
     progress: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<IngestReport> {
     let rejects_table = contract
         .system_table(REJECTS)
         .ok_or_else(|| Error::Internal { message: format!("the contract has no {REJECTS} table") })?
         .clone();
+    let manifest = if options.full_refresh { Manifest::default() } else { Manifest::load(lake, contract).await? };
+    let mut planned = Vec::with_capacity(inputs.len());
+    let mut skipped = Vec::new();
+    let mut file_rows = Vec::new();
+    let recorded_at = || chrono::Utc::now().timestamp_micros();
+    tokio::task::block_in_place(|| -> Result<()> {
+        for input in inputs {
+            let path = input.path.display().to_string();
+            let fingerprint = Fingerprint::of_local(&input.path)?;
+            let (decision, sha256) = manifest.decide(&path, &fingerprint, || sha256_of(&input.path))?;
+            match decision {
+                Decision::Unchanged | Decision::SameContent => {
+                    progress(Event::Skipped(&path));
+                    if decision == Decision::SameContent {
+                        file_rows.push(RunFileRow {
+                            run_id: run.run_id.clone(),
+                            path: path.clone(),
+                            connection: input.connection.clone(),
+                            status: "UNCHANGED".into(),
+                            size_bytes: fingerprint.size as i64,
+                            modified_at: fingerprint.modified_at,
+                            etag: fingerprint.etag.clone(),
+                            content_sha256: sha256.unwrap_or_default(),
+                            recorded_at: recorded_at(),
+                            ..RunFileRow::default()
+                        });
+                    }
+                    skipped.push(path);
+                }
+                Decision::New | Decision::Changed => planned.push(Planned { input, fingerprint, sha256, decision }),
+            }
+        }
+        Ok(())
+    })?;
+
     let mut staging = Staging::new()?;
     let mut tables: BTreeMap<String, Arc<Table>> = BTreeMap::new();
     let mut files = Vec::new();
+    let mut staged_files = Vec::new();
+    let mut reloaded = Vec::new();
     let mut part = 0usize;
-    tokio::task::block_in_place(|| -> Result<()> {
-        for (index, input) in inputs.iter().enumerate() {
-            let display = input.path.display().to_string();
-            progress(Event::FileStarted { index, total: inputs.len(), path: &display });
-            let mut streams = Vec::new();
-            let visited = visit_inputs(&input.path, &mut |opened| {
+    for (index, plan) in planned.iter().enumerate() {
+        lock.renew_if_due().await?;
+        let input = plan.input;
+        let display = input.path.display().to_string();
+        progress(Event::FileStarted { index, total: planned.len(), path: &display });
+        let sha256 = match &plan.sha256 {
+            Some(s) => s.clone(),
+            None => tokio::task::block_in_place(|| sha256_of(&input.path))?,
+        };
+        let snapshot_at = plan.fingerprint.modified_at.unwrap_or(run.started_at);
+        let mut streams = Vec::new();
+        let visited = tokio::task::block_in_place(|| {
+            visit_inputs(&input.path, &mut |opened| {
                 let name = opened.name.clone();
                 part += 1;
                 let summary = match read_stream(
                     &mut staging,
                     part,
                     input,
+                    snapshot_at,
                     tools,
                     &rejects_table,
                     run,
@@ -205,21 +345,43 @@ pub async fn ingest(
                 progress(Event::FileDone(&summary));
                 streams.push(summary);
                 Ok(())
-            });
-            if let Err(e) = visited {
-                let summary = FileSummary {
-                    path: display.clone(),
-                    connection: input.connection.clone(),
-                    error: Some(e.to_string()),
-                    ..FileSummary::default()
-                };
-                progress(Event::FileDone(&summary));
-                streams.push(summary);
-            }
-            files.extend(streams);
+            })
+        });
+        if let Err(e) = visited {
+            let summary = FileSummary {
+                path: display.clone(),
+                connection: input.connection.clone(),
+                error: Some(e.to_string()),
+                ..FileSummary::default()
+            };
+            progress(Event::FileDone(&summary));
+            streams.push(summary);
         }
-        Ok(())
-    })?;
+        let error = streams.iter().find_map(|s| s.error.clone());
+        let ok_streams = streams.iter().filter(|s| s.error.is_none());
+        staged_files.extend(ok_streams.clone().map(|s| s.path.clone()));
+        if plan.decision == Decision::Changed {
+            reloaded.extend(ok_streams.clone().map(|s| s.path.clone()));
+        }
+        file_rows.push(RunFileRow {
+            run_id: run.run_id.clone(),
+            path: display,
+            connection: input.connection.clone(),
+            // An archive with one unreadable member is retried as a whole next run.
+            status: if error.is_some() { "FAILED" } else { "LOADED" }.into(),
+            size_bytes: plan.fingerprint.size as i64,
+            modified_at: plan.fingerprint.modified_at,
+            etag: plan.fingerprint.etag.clone(),
+            content_sha256: sha256,
+            reloaded: plan.decision == Decision::Changed,
+            rows_read: streams.iter().map(|s| s.rows_read as i64).sum(),
+            rows_written: streams.iter().map(|s| s.rows_written as i64).sum(),
+            rows_rejected: streams.iter().map(|s| s.rows_rejected as i64).sum(),
+            error,
+            recorded_at: recorded_at(),
+        });
+        files.extend(streams);
+    }
     for f in files.iter().filter(|f| f.error.is_none()) {
         if f.rows_read != f.rows_written + f.rows_rejected {
             return Err(Error::Internal {
@@ -230,22 +392,80 @@ pub async fn ingest(
             });
         }
     }
+
+    let plan = CommitPlan { full_refresh: options.full_refresh, files: &staged_files, reloaded: &reloaded };
     let mut commits = Vec::new();
     let staged: Vec<String> = staging.tables().map(str::to_string).collect();
-    for path in staged {
-        progress(Event::Committing(&path));
-        let dir = staging.table_dir(&path);
-        let committed = if path == REJECTS {
-            append_table(lake, &rejects_table, &dir).await?
+    // Canonical tables first, `_rejects` last: a crash in between leaves rejects to be
+    // rewritten by the rerun, never rejects without their tables.
+    let order = staged.iter().filter(|p| *p != REJECTS).chain(staged.iter().filter(|p| *p == REJECTS));
+    for path in order {
+        lock.renew_if_due().await?;
+        progress(Event::Committing(path));
+        let table = if path == REJECTS {
+            &rejects_table
         } else {
-            let table = tables
-                .get(&path)
-                .ok_or_else(|| Error::Internal { message: format!("staged rows for unknown table {path}") })?;
-            merge_table(lake, table, &dir).await?
+            tables
+                .get(path)
+                .ok_or_else(|| Error::Internal { message: format!("staged rows for unknown table {path}") })?
+                .as_ref()
         };
-        commits.push(TableCommit::from(committed));
+        commits.push(TableCommit::from(commit_table(lake, table, &staging.table_dir(path), plan).await?));
     }
-    Ok(IngestReport { run_id: run.run_id.clone(), files, tables: commits })
+    if !options.full_refresh && !staged_files.is_empty() {
+        // Tables a file fed before but not now: an append table (and `_rejects`) loses that
+        // file's old rows; a merge table loses the rows of a reloaded file.
+        let touched: BTreeSet<&str> =
+            files.iter().filter(|f| f.error.is_none()).flat_map(|f| f.tables.iter().map(String::as_str)).collect();
+        let mut candidates: Vec<&Table> =
+            touched.iter().filter_map(|t| t.split_once('.').and_then(|(ns, name)| contract.table(ns, name))).collect();
+        candidates.push(&rejects_table);
+        for table in candidates {
+            let path = table_path(&table.id);
+            let files = match table.write_mode {
+                _ if staged.contains(&path) => continue,
+                WriteMode::Append => &staged_files,
+                WriteMode::Merge if !reloaded.is_empty() => &reloaded,
+                WriteMode::Merge | WriteMode::History => continue,
+            };
+            lock.renew_if_due().await?;
+            progress(Event::Committing(&path));
+            if let Some(c) = delete_file_rows(lake, table, files).await? {
+                commits.push(TableCommit::from(c));
+            }
+        }
+    }
+    if options.full_refresh {
+        // A full refresh rebuilds the lake from the files: tables no file fed are emptied.
+        for table in contract.tables().chain(std::iter::once(&rejects_table)) {
+            let path = table_path(&table.id);
+            if staged.contains(&path) || crate::read::open(lake, table, None).await?.is_none() {
+                continue;
+            }
+            lock.renew_if_due().await?;
+            progress(Event::Committing(&path));
+            commits.push(TableCommit::from(truncate_table(lake, table).await?));
+        }
+    }
+    lock.renew_if_due().await?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let table_rows: Vec<RunTableRow> = commits
+        .iter()
+        .filter_map(|c| {
+            Some(RunTableRow {
+                run_id: run.run_id.clone(),
+                table_name: c.table.clone(),
+                write_mode: c.mode.clone(),
+                rows: c.rows as i64,
+                version: c.version? as i64,
+                committed_at: now,
+            })
+        })
+        .collect();
+    runs::append_rows(lake, contract, RUN_TABLES, &table_rows).await?;
+    // The manifest goes last: until it is committed, the files count as not loaded.
+    runs::append_rows(lake, contract, RUN_FILES, &file_rows).await?;
+    Ok(IngestReport { run_id: run.run_id.clone(), files, skipped, tables: commits })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,6 +473,7 @@ fn read_stream(
     staging: &mut Staging,
     part: usize,
     input: &Input,
+    snapshot_at: i64,
     tools: &[Tool],
     rejects_table: &Table,
     run: &RunContext,
@@ -278,6 +499,7 @@ fn read_stream(
         connection: input.connection.clone(),
         run_id: run.run_id.clone(),
         ingested_at: run.started_at,
+        snapshot_at,
     };
     let mut shape = d.shape.clone();
     if let Some(tz) = &input.timezone {
@@ -288,7 +510,7 @@ fn read_stream(
     }
     let mut mapper = ShapeMapper::new(&shape, file_ctx);
     let mut writers: BTreeMap<String, PartWriter> = BTreeMap::new();
-    let mut missing = std::collections::BTreeSet::new();
+    let mut missing = BTreeSet::new();
     let outcome = (|| -> Result<()> {
         while let Some(chunk) = recognised.reader.next_chunk()? {
             missing.extend(mapper.missing_columns(&chunk.batch.schema())?);

@@ -7,42 +7,123 @@
 //! `source_updated_at` wins), merged into the Delta table.
 
 pub mod ingest;
+pub mod lock;
+pub mod maintain;
+pub mod manifest;
+pub mod publish;
 pub mod read;
+pub mod runs;
 pub mod stage;
 pub mod write;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Once;
 
+use deltalake::DeltaTable;
+use deltalake::logstore::ObjectStoreRef;
 use opslake_schema::{ErrorClass, StorageLocation, TableId};
 use url::Url;
 
-/// An opened lake location.
+/// An opened lake location: its URL, an object store rooted at it, and the options the Delta
+/// tables in it are opened with.
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: Url,
+    store: ObjectStoreRef,
+    options: HashMap<String, String>,
+}
+
+/// Registers the object-store schemes deltalake can open (s3, gs, az) once per process.
+fn register_object_stores() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::gcp::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
+}
+
+/// Object-store settings from the environment, the variables the AWS, Google and Azure tools
+/// read (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_*`, ...).
+/// They are passed explicitly so that the lock, publish and the Delta tables see one config.
+pub fn storage_options_from_env() -> HashMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 impl Lake {
-    /// The lake at `location`; a local directory is created if missing.
+    /// The lake at `location`; a local directory is created if missing. Object stores are
+    /// configured from the environment (see [`storage_options_from_env`]).
     pub fn open(location: &StorageLocation) -> Result<Self> {
-        let root = match location {
-            StorageLocation::Local(path) => {
-                std::fs::create_dir_all(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-                let abs = path.canonicalize().map_err(|source| Error::Io { path: path.clone(), source })?;
-                Url::from_directory_path(&abs)
-                    .map_err(|()| Error::Location { message: format!("{} is not an absolute path", abs.display()) })?
-            }
-            StorageLocation::ObjectStore { url, .. } => {
-                let with_slash = if url.ends_with('/') { url.clone() } else { format!("{url}/") };
-                Url::parse(&with_slash).map_err(|e| Error::Location { message: format!("{url}: {e}") })?
-            }
-        };
-        Ok(Self { root })
+        Self::open_with(location, storage_options_from_env())
+    }
+
+    /// The lake at `location` with explicit object-store options.
+    pub fn open_with(location: &StorageLocation, options: HashMap<String, String>) -> Result<Self> {
+        register_object_stores();
+        let root = location_url(location)?;
+        if let StorageLocation::Local(path) = location {
+            std::fs::create_dir_all(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        }
+        let store = deltalake::logstore::store_for(&root, options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| Error::Location { message: format!("{root}: {e}") })?;
+        Ok(Self { root, store, options })
+    }
+
+    /// The lake's URL, ending in `/`.
+    pub fn url(&self) -> &Url {
+        &self.root
+    }
+
+    /// An object store whose paths are relative to the lake root.
+    pub fn store(&self) -> &ObjectStoreRef {
+        &self.store
+    }
+
+    /// The object-store options tables are opened with.
+    pub fn options(&self) -> &HashMap<String, String> {
+        &self.options
     }
 
     /// URL of a table's directory.
     pub fn table_url(&self, id: &TableId) -> Url {
         self.root.join(&format!("{}/", table_path(id))).expect("table paths are snake_case segments")
+    }
+
+    /// Opens the Delta table `id`, loaded at its latest version, or not yet created (then a
+    /// local table's directory is made, as deltalake wants it to exist before the first write).
+    pub async fn delta_table(&self, id: &TableId) -> Result<DeltaTable> {
+        let url = self.table_url(id);
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|source| Error::Io { path, source })?;
+        }
+        DeltaTable::try_from_url_with_storage_options(url, self.options.clone())
+            .await
+            .map_err(|source| Error::Delta { table: id.to_string(), source })
+    }
+}
+
+/// The URL of a location, ending in `/`; local paths are made absolute.
+pub fn location_url(location: &StorageLocation) -> Result<Url> {
+    match location {
+        StorageLocation::Local(path) => {
+            let abs = if path.is_absolute() {
+                path.clone()
+            } else {
+                std::env::current_dir().map_err(|source| Error::Io { path: path.clone(), source })?.join(path)
+            };
+            Url::from_directory_path(&abs)
+                .map_err(|()| Error::Location { message: format!("{} is not a usable path", abs.display()) })
+        }
+        StorageLocation::ObjectStore { url, .. } => {
+            let with_slash = if url.ends_with('/') { url.clone() } else { format!("{url}/") };
+            Url::parse(&with_slash).map_err(|e| Error::Location { message: format!("{url}: {e}") })
+        }
     }
 }
 
@@ -95,6 +176,20 @@ pub enum Error {
     /// Reading or mapping an input failed.
     #[error(transparent)]
     Source(#[from] opslake_sources::Error),
+    /// The lake's object store failed.
+    #[error("lake store, {context}: {source}")]
+    Store {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: object_store::Error,
+    },
+    /// Another run holds the lake.
+    #[error("{message}")]
+    Locked {
+        /// Who holds it and until when.
+        message: String,
+    },
     /// An invariant failed.
     #[error("internal error (this is a bug): {message}")]
     Internal {
@@ -107,7 +202,8 @@ impl Error {
     /// Who must act.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Io { .. } | Self::Delta { .. } => ErrorClass::External,
+            Self::Io { .. } | Self::Delta { .. } | Self::Store { .. } => ErrorClass::External,
+            Self::Locked { .. } => ErrorClass::Busy,
             Self::Location { .. } => ErrorClass::User,
             Self::Source(e) => e.class(),
             Self::DataFusion { .. } | Self::Parquet { .. } | Self::Internal { .. } => ErrorClass::Internal,

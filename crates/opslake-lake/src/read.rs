@@ -1,6 +1,7 @@
 //! Reading the lake with DataFusion: every existing table registered under its SQL name
 //! (`crm.people`, `_rejects`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
@@ -16,20 +17,58 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// Opens a table's Delta log; `None` when the table was never written.
-pub async fn open(lake: &Lake, table: &Table) -> Result<Option<DeltaTable>> {
+/// Opens a table's Delta log at its latest version, or at `version`; `None` when the table was
+/// never written.
+pub async fn open(lake: &Lake, table: &Table, version: Option<u64>) -> Result<Option<DeltaTable>> {
     let url = lake.table_url(&table.id);
     if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.join("_delta_log").is_dir()) {
         return Ok(None);
     }
-    let delta =
-        DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: table.id.to_string(), source })?;
-    Ok(delta.version().is_some().then_some(delta))
+    let mut delta = lake.delta_table(&table.id).await?;
+    if delta.version().is_none() {
+        return Ok(None);
+    }
+    if let Some(v) = version {
+        delta.load_version(v).await.map_err(|source| Error::Delta { table: table.id.to_string(), source })?;
+    }
+    Ok(Some(delta))
+}
+
+/// Registers `table` with `ctx` under its SQL name, at `version` or the latest. Returns `false`
+/// when the table does not exist yet.
+pub async fn register(ctx: &SessionContext, lake: &Lake, table: &Table, version: Option<u64>) -> Result<bool> {
+    let Some(delta) = open(lake, table, version).await? else { return Ok(false) };
+    let name = table.id.to_string();
+    if !table.id.namespace.is_empty() {
+        let catalog =
+            ctx.catalog("datafusion").ok_or_else(|| Error::Internal { message: "no default catalog".into() })?;
+        if catalog.schema(&table.id.namespace).is_none() {
+            catalog.register_schema(&table.id.namespace, Arc::new(MemorySchemaProvider::new())).map_err(|source| {
+                Error::DataFusion { context: format!("registering schema {}", table.id.namespace), source }
+            })?;
+        }
+    }
+    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let provider = delta
+        .table_provider()
+        .with_session(Arc::new(ctx.state()))
+        .await
+        .map_err(|source| Error::DataFusion { context: format!("reading {name}"), source })?;
+    ctx.register_table(name.as_str(), provider)
+        .map_err(|source| Error::DataFusion { context: format!("registering {name}"), source })?;
+    Ok(true)
 }
 
 /// Registers every canonical and system table that exists in `lake` with `ctx`, each under its
-/// SQL name. Returns the names registered.
-pub async fn register_lake(ctx: &SessionContext, lake: &Lake, contract: &Contract) -> Result<Vec<String>> {
+/// SQL name. With `as_of` (from [`crate::runs::versions_as_of`]), canonical tables and
+/// `_rejects` are read at those versions and tables not yet written then are left out; the run
+/// records are always read at their latest. Returns the names registered.
+pub async fn register_lake(
+    ctx: &SessionContext,
+    lake: &Lake,
+    contract: &Contract,
+    as_of: Option<&BTreeMap<String, u64>>,
+) -> Result<Vec<String>> {
     let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Internal { message: "no default catalog".into() })?;
     for ns in contract.namespaces() {
         if catalog.schema(ns).is_none() {
@@ -40,17 +79,17 @@ pub async fn register_lake(ctx: &SessionContext, lake: &Lake, contract: &Contrac
     }
     let mut names = Vec::new();
     for table in contract.tables().chain(contract.system_tables()) {
-        let Some(delta) = open(lake, table).await? else { continue };
         let name = table.id.to_string();
-        delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
-        let provider = delta
-            .table_provider()
-            .with_session(Arc::new(ctx.state()))
-            .await
-            .map_err(|source| Error::DataFusion { context: format!("reading {name}"), source })?;
-        ctx.register_table(name.as_str(), provider)
-            .map_err(|source| Error::DataFusion { context: format!("registering {name}"), source })?;
-        names.push(name);
+        let version = match as_of {
+            Some(versions) if !crate::runs::is_run_record(&name) => match versions.get(&name) {
+                Some(v) => Some(*v),
+                None => continue,
+            },
+            _ => None,
+        };
+        if register(ctx, lake, table, version).await? {
+            names.push(name);
+        }
     }
     Ok(names)
 }

@@ -9,7 +9,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
-use opslake_schema::{EnvelopeRole, Table};
+use opslake_schema::{EnvelopeRole, Table, WriteMode};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -20,10 +20,25 @@ use crate::{Error, Lake, Result};
 pub struct Committed {
     /// The table.
     pub table: String,
-    /// Rows offered to the table after deduplication by key.
+    /// How it was written: merge, append, history or overwrite.
+    pub mode: &'static str,
+    /// Rows offered to the table after deduplication.
     pub rows: u64,
-    /// The Delta version written.
-    pub version: u64,
+    /// The Delta version written; `None` when there was nothing to change.
+    pub version: Option<u64>,
+}
+
+/// What one table's commit must take into account besides its staged rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitPlan<'a> {
+    /// Rebuild the table from the staged rows alone (`--full-refresh`).
+    pub full_refresh: bool,
+    /// The `_source_file` of every stream staged in this run: an append table's rows from
+    /// these files are replaced, so loading a file twice never doubles its rows.
+    pub files: &'a [String],
+    /// Of those, files loaded before with other content: a merge table's rows that still come
+    /// from them but are no longer in them are deleted.
+    pub reloaded: &'a [String],
 }
 
 /// Memory (MiB) the commit of one table may hold before DataFusion spills to local disk: the
@@ -58,13 +73,7 @@ fn writer_properties() -> WriterProperties {
 }
 
 async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
-    let url = lake.table_url(&table.id);
-    if url.scheme() == "file"
-        && let Ok(path) = url.to_file_path()
-    {
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io { path, source })?;
-    }
-    DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: table.id.to_string(), source })
+    lake.delta_table(&table.id).await
 }
 
 /// A commit session with the staged parts of one table registered as `staged`.
@@ -82,11 +91,57 @@ fn df_err(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusi
     move |source| Error::DataFusion { context, source }
 }
 
-/// Merges the staged parts of `table` into its Delta table. Rows are first deduplicated by the
-/// unique key: the latest `source_updated_at` wins, ties go to the later file and row. A row
-/// then replaces the lake's row with the same key unless the lake's is known to be newer.
-pub async fn merge_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result<Committed> {
-    with_memory_retries(|memory| merge_once(lake, table, parts_dir, memory)).await
+/// Commits the staged parts of `table` in the table's write mode (see [`CommitPlan`]).
+pub async fn commit_table(lake: &Lake, table: &Table, parts_dir: &Path, plan: CommitPlan<'_>) -> Result<Committed> {
+    with_memory_retries(|memory| async move {
+        let name = table.id.to_string();
+        let ctx = staged_session(&name, parts_dir, memory).await?;
+        let delta = open_table(lake, table).await?;
+        let fresh = plan.full_refresh || delta.version().is_none();
+        match (table.write_mode, fresh) {
+            (WriteMode::History, _) => history(&ctx, delta, table, plan.full_refresh).await,
+            (WriteMode::Merge, true) => {
+                let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
+                overwrite(&ctx, delta, table, df, plan.full_refresh).await
+            }
+            (WriteMode::Merge, false) => merge(&ctx, delta, table, plan).await,
+            (WriteMode::Append, true) => {
+                let df = ctx.table("staged").await.map_err(df_err(&name))?;
+                overwrite(&ctx, delta, table, df, plan.full_refresh).await
+            }
+            (WriteMode::Append, false) => replace_files(&ctx, delta, table, plan.files).await,
+        }
+    })
+    .await
+}
+
+/// Empties a table that a full refresh found no rows for.
+pub async fn truncate_table(lake: &Lake, table: &Table) -> Result<Committed> {
+    let ctx = session(commit_memory())?;
+    let delta = open_table(lake, table).await?;
+    let df = ctx
+        .read_batch(arrow::array::RecordBatch::new_empty(table.arrow_schema()))
+        .map_err(df_err(format!("{}: empty input", table.id)))?;
+    overwrite(&ctx, delta, table, df, true).await
+}
+
+/// Deletes the rows `table` holds from `files`: a file read again in this run gave the table no
+/// rows now, so what it gave before must go. `None` when nothing was deleted.
+pub async fn delete_file_rows(lake: &Lake, table: &Table, files: &[String]) -> Result<Option<Committed>> {
+    let Some(delta) = crate::read::open(lake, table, None).await? else { return Ok(None) };
+    let before = delta.version();
+    let name = table.id.to_string();
+    let (after, metrics) = delta
+        .delete()
+        .with_predicate(format!("{} IN ({})", file_column(table), sql_list(files)))
+        .with_writer_properties(writer_properties())
+        .await
+        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    if after.version() == before {
+        return Ok(None);
+    }
+    let rows = metrics.num_deleted_rows.unwrap_or_default() as u64;
+    committed(name, write_mode_label(table.write_mode), rows, &after).map(Some)
 }
 
 /// Runs a commit with the configured memory, and again with 8 times as much when a single
@@ -109,76 +164,225 @@ where
 /// The largest memory pool a commit grows to before giving up.
 const MAX_COMMIT_MEMORY: usize = 16 * 1024 * 1024 * 1024;
 
-async fn merge_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
-    let name = table.id.to_string();
-    let ctx = staged_session(&name, parts_dir, memory).await?;
+/// The column naming the file a row came from: the envelope's, or `source_file` in `_rejects`.
+fn file_column(table: &Table) -> &str {
+    if table.id.namespace.is_empty() { "source_file" } else { &table.envelope(EnvelopeRole::SourceFile).name }
+}
+
+fn sql_list(values: &[String]) -> String {
+    values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+}
+
+/// One row per key: the latest `source_updated_at` wins, ties go to the later file and row.
+fn dedupe_sql(table: &Table) -> String {
     let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
     let file = &table.envelope(EnvelopeRole::SourceFile).name;
     let row = &table.envelope(EnvelopeRole::SourceRow).name;
     let key = table.unique_key.join(", ");
-    let sql = format!(
+    format!(
         "SELECT {} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {updated} DESC NULLS LAST, {file} DESC, {row} DESC) AS __rank FROM staged) WHERE __rank = 1",
         cols.join(", ")
-    );
-    let df = ctx.sql(&sql).await.map_err(df_err(format!("{name}: deduplicating")))?;
-    let rows = df.clone().count().await.map_err(df_err(format!("{name}: counting")))? as u64;
-    let delta = open_table(lake, table).await?;
-    let delta_err = |source| Error::Delta { table: name.clone(), source };
-    let result = if delta.version().is_none() {
-        append(delta, &ctx, &df, &name).await?
-    } else {
-        let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
-        let newer =
-            format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");
-        let (merged, _metrics) = delta
-            .merge(df, on)
-            .with_source_alias("source")
-            .with_target_alias("target")
-            .with_session_state(Arc::new(ctx.state()))
-            .with_writer_properties(writer_properties())
-            .when_matched_update(|u| {
-                cols.iter().fold(u.predicate(newer.as_str()), |u, c| u.update(*c, format!("source.{c}")))
-            })
-            .map_err(delta_err)?
-            .when_not_matched_insert(|i| cols.iter().fold(i, |i, c| i.set(*c, format!("source.{c}"))))
-            .map_err(delta_err)?
-            .await
-            .map_err(delta_err)?;
-        merged
-    };
-    committed(name, rows, &result)
+    )
 }
 
-/// Appends the staged parts of a system table (`_rejects`).
-pub async fn append_table(lake: &Lake, table: &Table, parts_dir: &Path) -> Result<Committed> {
-    with_memory_retries(|memory| append_once(lake, table, parts_dir, memory)).await
-}
-
-async fn append_once(lake: &Lake, table: &Table, parts_dir: &Path, memory: usize) -> Result<Committed> {
+/// Merge by key. A staged row replaces the lake's row with the same key unless the lake's is
+/// known to be newer; rows that came from a reloaded file and are no longer in it are deleted.
+async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: CommitPlan<'_>) -> Result<Committed> {
     let name = table.id.to_string();
-    let ctx = staged_session(&name, parts_dir, memory).await?;
+    let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
+    let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
+    let rows = df.clone().count().await.map_err(df_err(format!("{name}: counting")))? as u64;
+    let delta_err = |source| Error::Delta { table: name.clone(), source };
+    let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
+    let newer = format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");
+    let mut builder = delta
+        .merge(df, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(ctx.state()))
+        .with_writer_properties(writer_properties())
+        .when_matched_update(|u| {
+            cols.iter().fold(u.predicate(newer.as_str()), |u, c| u.update(*c, format!("source.{c}")))
+        })
+        .map_err(delta_err)?
+        .when_not_matched_insert(|i| cols.iter().fold(i, |i, c| i.set(*c, format!("source.{c}"))))
+        .map_err(delta_err)?;
+    if !plan.reloaded.is_empty() {
+        let gone = format!("target.{} IN ({})", file_column(table), sql_list(plan.reloaded));
+        builder = builder.when_not_matched_by_source_delete(|d| d.predicate(gone)).map_err(delta_err)?;
+    }
+    let (merged, _metrics) = builder.await.map_err(delta_err)?;
+    committed(name, "merge", rows, &merged)
+}
+
+/// Append by file: the staged rows replace whatever rows the table holds from the same files,
+/// in one commit, so reloading a file (or rerunning after a crash) never doubles its rows.
+async fn replace_files(ctx: &SessionContext, delta: DeltaTable, table: &Table, files: &[String]) -> Result<Committed> {
+    let name = table.id.to_string();
     let df = ctx.table("staged").await.map_err(df_err(&name))?;
     let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
-    let delta = open_table(lake, table).await?;
-    let result = append(delta, &ctx, &df, &name).await?;
-    committed(name, rows, &result)
-}
-
-/// Appends the rows of `df` to `delta` (creating the table on its first write) in one commit.
-async fn append(delta: DeltaTable, ctx: &SessionContext, df: &DataFrame, name: &str) -> Result<DeltaTable> {
-    delta
+    let predicate = format!("{} IN ({})", file_column(table), sql_list(files));
+    let written = delta
         .write(Vec::new())
         .with_input_plan(df.logical_plan().clone())
         .with_session_state(Arc::new(ctx.state()))
-        .with_save_mode(SaveMode::Append)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(predicate)
         .with_writer_properties(writer_properties())
         .await
-        .map_err(|source| Error::Delta { table: name.to_string(), source })
+        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    committed(name, "append", rows, &written)
 }
 
-fn committed(table: String, rows: u64, result: &DeltaTable) -> Result<Committed> {
+/// Writes `df` as the table's whole content: a new table, or a full refresh.
+async fn overwrite(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    table: &Table,
+    df: DataFrame,
+    full_refresh: bool,
+) -> Result<Committed> {
+    let name = table.id.to_string();
+    let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
+    let mode = if full_refresh { SaveMode::Overwrite } else { SaveMode::Append };
+    let written = delta
+        .write(Vec::new())
+        .with_input_plan(df.logical_plan().clone())
+        .with_session_state(Arc::new(ctx.state()))
+        .with_save_mode(mode)
+        .with_writer_properties(writer_properties())
+        .await
+        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
+    committed(name, label, rows, &written)
+}
+
+fn write_mode_label(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::Merge => "merge",
+        WriteMode::Append => "append",
+        WriteMode::History => "history",
+    }
+}
+
+/// History (SCD type 2). The staged versions and the lake's versions of the same keys are
+/// lined up by `valid_from`; a version whose own columns equal the previous version's is
+/// dropped (a daily snapshot that did not change adds nothing); `valid_to` is the next
+/// version's `valid_from`. Only the differences are merged in: new versions inserted, closed
+/// versions updated, versions made redundant deleted.
+async fn history(ctx: &SessionContext, delta: DeltaTable, table: &Table, full_refresh: bool) -> Result<Committed> {
+    let name = table.id.to_string();
+    let role = |r: EnvelopeRole| {
+        table
+            .history_column(r)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| Error::Internal { message: format!("{name} is a history table without {}", r.as_str()) })
+    };
+    let (vf, vt, cur) = (role(EnvelopeRole::ValidFrom)?, role(EnvelopeRole::ValidTo)?, role(EnvelopeRole::IsCurrent)?);
+    let file = &table.envelope(EnvelopeRole::SourceFile).name;
+    let row = &table.envelope(EnvelopeRole::SourceRow).name;
+    let keys = &table.unique_key;
+    let key = keys.join(", ");
+    let history_roles = [EnvelopeRole::ValidFrom, EnvelopeRole::ValidTo, EnvelopeRole::IsCurrent];
+    let base: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| !c.role.is_some_and(|r| history_roles.contains(&r)))
+        .map(|c| c.name.as_str())
+        .collect();
+    // What a version is: the table's own columns and the deletion flags. Envelope columns that
+    // describe the load (file, row, run) do not make a new version; custom_fields is a map,
+    // which has no text form to compare.
+    let tracked: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| c.role.is_none() || matches!(c.role, Some(EnvelopeRole::IsDeleted | EnvelopeRole::DeletedAt)))
+        .map(|c| format!("coalesce(CAST({} AS VARCHAR), chr(0))", c.name))
+        .collect();
+    let hash = format!("md5(concat_ws(chr(31), {}))", tracked.join(", "));
+    let fresh = full_refresh || delta.version().is_none();
+    let staged = format!(
+        "SELECT {base}, {vf}, CAST(NULL AS TIMESTAMP) AS __old_vt, CAST(NULL AS BOOLEAN) AS __old_cur, 1 AS __new FROM \
+         (SELECT *, row_number() OVER (PARTITION BY {key}, {vf} ORDER BY {file} DESC, {row} DESC) AS __r FROM staged) WHERE __r = 1",
+        base = base.join(", ")
+    );
+    let all = if fresh {
+        staged
+    } else {
+        delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
+        let provider = delta
+            .table_provider()
+            .with_session(Arc::new(ctx.state()))
+            .await
+            .map_err(df_err(format!("{name}: reading the current versions")))?;
+        ctx.register_table("target", provider).map_err(df_err(format!("{name}: registering the target")))?;
+        let same_key = keys.iter().map(|k| format!("s.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
+        format!(
+            "{staged} UNION ALL SELECT {base}, t.{vf}, t.{vt} AS __old_vt, t.{cur} AS __old_cur, 0 AS __new FROM target t \
+             WHERE EXISTS (SELECT 1 FROM staged s WHERE {same_key})",
+            base = base.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+        )
+    };
+    // For each (key, valid_from): a staged version that differs from the lake's wins; else the
+    // lake's stays (so reloading a file rewrites nothing).
+    let sql = format!(
+        "WITH a AS (SELECT *, {hash} AS __h FROM ({all})), \
+         b AS (SELECT *, max(CASE WHEN __new = 0 THEN __h END) OVER (PARTITION BY {key}, {vf}) AS __lake_h FROM a), \
+         c AS (SELECT *, row_number() OVER (PARTITION BY {key}, {vf} ORDER BY CASE WHEN __new = 1 AND (__h IS DISTINCT FROM __lake_h) THEN 0 WHEN __new = 0 THEN 1 ELSE 2 END) AS __pick FROM b), \
+         d AS (SELECT *, lag(__h) OVER (PARTITION BY {key} ORDER BY {vf}) AS __prev_h FROM c WHERE __pick = 1), \
+         e AS (SELECT *, (__prev_h IS NULL OR __h <> __prev_h) AS __keep FROM d), \
+         f AS (SELECT *, lead({vf}) OVER (PARTITION BY {key} ORDER BY {vf}) AS __next FROM e WHERE __keep), \
+         changes AS ( \
+           SELECT {base}, {vf}, __next AS {vt}, __next IS NULL AS {cur}, 'upsert' AS __op FROM f \
+             WHERE __new = 1 OR (__old_vt IS DISTINCT FROM __next) OR (__old_cur IS DISTINCT FROM (__next IS NULL)) \
+           UNION ALL \
+           SELECT {base}, {vf}, __old_vt AS {vt}, __old_cur AS {cur}, 'delete' AS __op FROM e WHERE NOT __keep AND __new = 0) \
+         SELECT * FROM changes",
+        base = base.join(", ")
+    );
+    let changes = ctx.sql(&sql).await.map_err(df_err(format!("{name}: computing versions")))?;
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    if fresh {
+        let select = columns.iter().map(|c| datafusion::prelude::col(*c)).collect::<Vec<_>>();
+        let df = changes.select(select).map_err(df_err(&name))?;
+        return overwrite(ctx, delta, table, df, full_refresh).await.map(|c| Committed { mode: "history", ..c });
+    }
+    let rows = changes.clone().count().await.map_err(df_err(&name))? as u64;
+    if rows == 0 {
+        return Ok(Committed { table: name, mode: "history", rows, version: None });
+    }
+    let delta_err = |source| Error::Delta { table: name.clone(), source };
+    let on = keys
+        .iter()
+        .chain(std::iter::once(&vf))
+        .map(|k| format!("target.{k} = source.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (merged, _metrics) = delta
+        .merge(changes, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(ctx.state()))
+        .with_writer_properties(writer_properties())
+        .when_matched_delete(|d| d.predicate("source.__op = 'delete'"))
+        .map_err(delta_err)?
+        .when_matched_update(|u| {
+            columns.iter().fold(u.predicate("source.__op = 'upsert'"), |u, c| u.update(*c, format!("source.{c}")))
+        })
+        .map_err(delta_err)?
+        .when_not_matched_insert(|i| {
+            columns.iter().fold(i.predicate("source.__op = 'upsert'"), |i, c| i.set(*c, format!("source.{c}")))
+        })
+        .map_err(delta_err)?
+        .await
+        .map_err(delta_err)?;
+    committed(name, "history", rows, &merged)
+}
+
+fn committed(table: String, mode: &'static str, rows: u64, result: &DeltaTable) -> Result<Committed> {
     let version =
         result.version().ok_or_else(|| Error::Internal { message: format!("{table}: no version after commit") })?;
-    Ok(Committed { table, rows, version })
+    Ok(Committed { table, mode, rows, version: Some(version) })
 }

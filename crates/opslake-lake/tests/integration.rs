@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use opslake_lake::Lake;
-use opslake_lake::ingest::{IngestReport, Input, RunContext, ingest};
+use opslake_lake::ingest::{IngestOptions, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, StorageLocation};
 use opslake_sources::{Tool, ToolRegistry};
 
@@ -19,9 +19,13 @@ fn tools(project: Option<&Path>) -> Vec<Tool> {
 }
 
 async fn run_ingest(lake_dir: &Path, inputs: &[Input], project: Option<&Path>) -> IngestReport {
+    run_with(lake_dir, inputs, project, &IngestOptions::default()).await
+}
+
+async fn run_with(lake_dir: &Path, inputs: &[Input], project: Option<&Path>, options: &IngestOptions) -> IngestReport {
     let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
-    let run = RunContext { run_id: "test-run".into(), started_at: 1_700_000_000_000_000 };
-    ingest(&lake, &contract(), &tools(project), inputs, &run, &mut |_| {}).await.expect("ingest runs")
+    let run = RunContext::start();
+    ingest(&lake, &contract(), &tools(project), inputs, &run, options, &mut |_| {}).await.expect("ingest runs")
 }
 
 fn input(path: PathBuf, tool: Option<&str>) -> Input {
@@ -31,7 +35,7 @@ fn input(path: PathBuf, tool: Option<&str>) -> Input {
 async fn query(lake_dir: &Path, sql: &str) -> Vec<RecordBatch> {
     let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
     let ctx = opslake_lake::read::session();
-    opslake_lake::read::register_lake(&ctx, &lake, &contract()).await.expect("registers");
+    opslake_lake::read::register_lake(&ctx, &lake, &contract(), None).await.expect("registers");
     ctx.sql(sql).await.expect("plans").collect().await.expect("runs")
 }
 
@@ -127,7 +131,8 @@ mod golden {
                 };
                 let text = opslake_testkit::sorted_csv(
                     &batches,
-                    &["_run_id", "_ingested_at", "run_id", "rejected_at"],
+                    // valid_from falls back to the file's modification time, which a checkout sets.
+                    &["_run_id", "_ingested_at", "run_id", "rejected_at", "valid_from"],
                     &base_name,
                 );
                 opslake_testkit::assert_golden(&expected.join(format!("{}.csv", t.table)), &text);
@@ -369,21 +374,208 @@ mod connection_options {
     }
 }
 
+/// The lake's guarantees: reruns, changed files, full refresh, history, run records.
 mod reruns {
     use super::*;
+    use std::collections::BTreeMap;
+
+    async fn content(lake_dir: &Path) -> BTreeMap<String, String> {
+        opslake_testkit::local_lake_content(lake_dir).await
+    }
+
+    /// Latest Delta version of every table in the lake.
+    async fn versions(lake_dir: &Path) -> BTreeMap<String, u64> {
+        let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
+        let contract = contract();
+        let mut out = BTreeMap::new();
+        for t in contract.tables().chain(contract.system_tables()) {
+            if let Some(d) = opslake_lake::read::open(&lake, t, None).await.expect("opens") {
+                out.insert(t.id.to_string(), d.version().expect("version"));
+            }
+        }
+        out
+    }
+
+    fn samples() -> Vec<Input> {
+        let root = opslake_testkit::repo_root().join("tests/golden");
+        let mut inputs = Vec::new();
+        for tool in ["salesforce", "hubspot", "pipedrive"] {
+            let mut files = Vec::new();
+            collect(&root.join(tool), &mut files);
+            files.sort();
+            inputs.extend(
+                files
+                    .into_iter()
+                    .filter(|f| f.parent().is_some_and(|p| p.ends_with("input")))
+                    .map(|f| input(f, Some(tool))),
+            );
+        }
+        inputs
+    }
+
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() { collect(&p, out) } else { out.push(p) }
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn ingesting_the_same_file_twice_leaves_the_tables_unchanged() {
-        let file = opslake_testkit::repo_root()
-            .join("tests/golden/hubspot/ui_export_contacts/duplicate_headers_and_repeats/input/hubspot_contacts.csv");
+    async fn a_second_run_over_the_same_files_writes_nothing() {
         let lake = tempfile::tempdir().expect("tempdir");
-        let snapshot =
-            |batches: Vec<RecordBatch>| opslake_testkit::sorted_csv(&batches, &["_run_id", "_ingested_at"], &|_, v| v);
-        run_ingest(lake.path(), &[input(file.clone(), Some("hubspot"))], None).await;
-        let first = snapshot(query(lake.path(), "SELECT * FROM crm.people").await);
-        run_ingest(lake.path(), &[input(file, Some("hubspot"))], None).await;
-        let second = snapshot(query(lake.path(), "SELECT * FROM crm.people").await);
-        assert_eq!(first, second);
-        assert_eq!(count(lake.path(), "crm.people").await, 2);
+        let inputs = samples();
+        let first = run_ingest(lake.path(), &inputs, None).await;
+        assert!(first.files.len() >= 18 && first.skipped.is_empty(), "{} read", first.files.len());
+        let (content_1, versions_1) = (content(lake.path()).await, versions(lake.path()).await);
+        assert!(content_1.contains_key("crm.people") && content_1.contains_key("_rejects"), "{:?}", content_1.keys());
+        let second = run_ingest(lake.path(), &inputs, None).await;
+        assert!(second.files.is_empty(), "read again: {:?}", second.files.iter().map(|f| &f.path).collect::<Vec<_>>());
+        assert_eq!(second.skipped.len(), inputs.len());
+        assert!(second.tables.is_empty(), "{:?}", second.tables);
+        assert_eq!(content(lake.path()).await, content_1);
+        let versions_2 = versions(lake.path()).await;
+        for (table, v) in &versions_1 {
+            if !opslake_lake::runs::is_run_record(table) {
+                assert_eq!(versions_2.get(table), Some(v), "{table} was written again");
+            }
+        }
+        // A full refresh reads everything again and rebuilds the same content.
+        let refresh =
+            run_with(lake.path(), &inputs, None, &IngestOptions { full_refresh: true, ..Default::default() }).await;
+        assert_eq!(refresh.files.len(), first.files.len());
+        assert_eq!(content(lake.path()).await, content_1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_touched_file_with_the_same_bytes_is_not_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("contacts.csv");
+        let sample = opslake_testkit::repo_root()
+            .join("tests/golden/hubspot/ui_export_contacts/duplicate_headers_and_repeats/input/hubspot_contacts.csv");
+        std::fs::copy(&sample, &file).expect("copy");
+        let lake = dir.path().join("lake");
+        run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        // Same bytes, new modification time: hashed, found equal, skipped.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&file).expect("open").set_modified(later).expect("touch");
+        let second = run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        assert!(second.files.is_empty() && second.skipped.len() == 1);
+        assert_eq!(count(&lake, "crm.people").await, 2);
+    }
+
+    const HEADER: &str = "Record ID - Contact,First Name,Last Name,Email,Lifecycle Stage\n";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_changed_file_replaces_the_rows_it_gave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("contacts.csv");
+        let lake = dir.path().join("lake");
+        std::fs::write(&file, format!("{HEADER}1,Ada,Lovelace,ada@example.com,lead\n2,Alan,Turing,alan@example.com,lead\n3,Grace,Hopper,grace@example.com,lead\n9,,,bad-row\n")).expect("write");
+        run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        let people = "SELECT source_id, lifecycle_stage FROM crm.people ORDER BY source_id";
+        let before = opslake_testkit::sorted_csv(&query(&lake, people).await, &[], &|_, v| v);
+        assert!(before.contains("3,LEAD"), "{before}");
+        let rejects = "SELECT count(*) FROM _rejects WHERE action = 'REJECTED'";
+        let rejected_before = opslake_testkit::sorted_csv(&query(&lake, rejects).await, &[], &|_, v| v);
+        // Row 3 is gone from the export, row 1 changed, the bad row was fixed.
+        std::fs::write(&file, format!("{HEADER}1,Ada,Lovelace,ada@example.com,customer\n2,Alan,Turing,alan@example.com,lead\n9,Edsger,Dijkstra,edsger@example.com,lead\n")).expect("write");
+        let report = run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        assert_eq!(report.files.len(), 1);
+        let after = opslake_testkit::sorted_csv(&query(&lake, people).await, &[], &|_, v| v);
+        assert_eq!(after, "source_id,lifecycle_stage\n1,CUSTOMER\n2,LEAD\n9,LEAD\n", "before:\n{before}");
+        let rejected_after = opslake_testkit::sorted_csv(&query(&lake, rejects).await, &[], &|_, v| v);
+        assert_ne!(rejected_before, rejected_after);
+        assert_eq!(rejected_after, "count(*)\n0\n");
+    }
+
+    const OPPORTUNITY: &str = "\"Id\",\"IsDeleted\",\"AccountId\",\"Name\",\"StageName\",\"IsClosed\",\"IsWon\",\"ForecastCategory\",\"Amount\",\"CloseDate\",\"CurrencyIsoCode\",\"CreatedDate\",\"SystemModstamp\"\n";
+
+    fn opportunity_export(dir: &Path, day: u32, rows: &[(&str, &str, &str)]) -> PathBuf {
+        let path = dir.join(format!("Opportunity-day{day}.csv"));
+        let mut text = OPPORTUNITY.to_string();
+        for (id, stage, modstamp) in rows {
+            text.push_str(&format!("\"{id}\",\"0\",\"001A\",\"Deal {id}\",\"{stage}\",\"0\",\"0\",\"Pipeline\",\"100\",\"2024-06-30\",\"USD\",\"2024-01-01 09:00:00\",\"{modstamp}\"\n"));
+        }
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn daily_snapshots_keep_the_history_of_a_history_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let day1 = opportunity_export(
+            dir.path(),
+            1,
+            &[("006A", "Prospecting", "2024-01-01 09:00:00"), ("006B", "Prospecting", "2024-01-01 09:00:00")],
+        );
+        run_ingest(&lake, &[input(day1, Some("salesforce"))], None).await;
+        // Day 2: A moves on, B is unchanged. Day 3: the same as day 2, exported again.
+        let day2 = opportunity_export(
+            dir.path(),
+            2,
+            &[("006A", "Negotiation", "2024-01-02 09:00:00"), ("006B", "Prospecting", "2024-01-01 09:00:00")],
+        );
+        run_ingest(&lake, &[input(day2, Some("salesforce"))], None).await;
+        let day3 = opportunity_export(
+            dir.path(),
+            3,
+            &[("006A", "Negotiation", "2024-01-02 09:00:00"), ("006B", "Prospecting", "2024-01-01 09:00:00")],
+        );
+        let third = run_ingest(&lake, &[input(day3, Some("salesforce"))], None).await;
+        assert_eq!(
+            third.tables.iter().find(|t| t.table == "crm.opportunities").and_then(|t| t.version),
+            None,
+            "an unchanged snapshot adds no version"
+        );
+        let sql = "SELECT source_id, stage, valid_from, valid_to, is_current FROM crm.opportunities ORDER BY source_id, valid_from";
+        let got = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
+        assert_eq!(
+            got,
+            "source_id,stage,valid_from,valid_to,is_current\n\
+             006A,Negotiation,2024-01-02T09:00:00Z,,true\n\
+             006A,Prospecting,2024-01-01T09:00:00Z,2024-01-02T09:00:00Z,false\n\
+             006B,Prospecting,2024-01-01T09:00:00Z,,true\n"
+        );
+        // Rebuilding from the three files gives the same history.
+        let files: Vec<Input> =
+            (1..=3).map(|d| input(dir.path().join(format!("Opportunity-day{d}.csv")), Some("salesforce"))).collect();
+        let before = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
+        run_with(&lake, &files, None, &IngestOptions { full_refresh: true, ..Default::default() }).await;
+        assert_eq!(opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v), before);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_run_is_recorded_and_readable_as_of_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake_dir = dir.path().join("lake");
+        let file = dir.path().join("contacts.csv");
+        std::fs::write(&file, format!("{HEADER}1,Ada,Lovelace,ada@example.com,lead\n")).expect("write");
+        let first = run_ingest(&lake_dir, &[input(file.clone(), Some("hubspot"))], None).await;
+        std::fs::write(
+            &file,
+            format!("{HEADER}1,Ada,Lovelace,ada@example.com,lead\n2,Alan,Turing,alan@example.com,lead\n"),
+        )
+        .expect("write");
+        let second = run_ingest(&lake_dir, &[input(file.clone(), Some("hubspot"))], None).await;
+        let lake = Lake::open(&StorageLocation::Local(lake_dir.clone())).expect("lake");
+        let contract = contract();
+        let runs = opslake_lake::runs::read_all(&lake, &contract, "_runs").await.expect("reads");
+        let states = opslake_testkit::sorted_csv(&runs, &[], &|_, v| v);
+        assert_eq!(opslake_lake::runs::row_count(&runs), 4, "{states}");
+        assert_eq!(states.matches("SUCCEEDED").count(), 2, "{states}");
+        let files = opslake_lake::runs::read_all(&lake, &contract, "_run_files").await.expect("reads");
+        assert_eq!(opslake_lake::runs::row_count(&files), 2);
+        for (run, people) in [(&first.run_id, 1), (&second.run_id, 2)] {
+            let versions = opslake_lake::runs::versions_as_of(&lake, &contract, run).await.expect("known run");
+            let ctx = opslake_lake::read::session();
+            opslake_lake::read::register_lake(&ctx, &lake, &contract, Some(&versions)).await.expect("registers");
+            let batches =
+                ctx.sql("SELECT count(*) FROM crm.people").await.expect("plans").collect().await.expect("runs");
+            let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count").value(0);
+            assert_eq!(n, people, "as of {run}");
+        }
+        let err = opslake_lake::runs::versions_as_of(&lake, &contract, "no-such-run").await.expect_err("unknown");
+        assert!(err.to_string().contains("no run no-such-run"), "{err}");
     }
 }

@@ -52,6 +52,12 @@ pub enum EnvelopeRole {
     RunId,
     /// When the run wrote it.
     IngestedAt,
+    /// History tables: when this version of the row became true.
+    ValidFrom,
+    /// History tables: when the next version replaced it; null while current.
+    ValidTo,
+    /// History tables: whether this is the row's latest version.
+    IsCurrent,
 }
 
 impl EnvelopeRole {
@@ -71,11 +77,19 @@ impl EnvelopeRole {
             Self::SourceRow => "source_row",
             Self::RunId => "run_id",
             Self::IngestedAt => "ingested_at",
+            Self::ValidFrom => "valid_from",
+            Self::ValidTo => "valid_to",
+            Self::IsCurrent => "is_current",
         }
     }
 
+    /// Whether the role belongs to the `history` section, carried by history tables only.
+    pub fn is_history(self) -> bool {
+        matches!(self, Self::ValidFrom | Self::ValidTo | Self::IsCurrent)
+    }
+
     /// Every role; the envelope must declare each exactly once.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::EntityKey,
         Self::SourceSystem,
         Self::SourceConnection,
@@ -89,6 +103,9 @@ impl EnvelopeRole {
         Self::SourceRow,
         Self::RunId,
         Self::IngestedAt,
+        Self::ValidFrom,
+        Self::ValidTo,
+        Self::IsCurrent,
     ];
 }
 
@@ -189,12 +206,18 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The envelope column playing `role`; every table has each role exactly once.
+    /// The envelope column playing `role`; every table has each role exactly once, but for the
+    /// history roles, which only history tables have (see [`Table::history_column`]).
     pub fn envelope(&self, role: EnvelopeRole) -> &Column {
         self.columns
             .iter()
             .find(|c| c.role == Some(role))
             .expect("validation guarantees every envelope role on every table")
+    }
+
+    /// The history column playing `role` (valid_from, valid_to, is_current) of a history table.
+    pub fn history_column(&self, role: EnvelopeRole) -> Option<&Column> {
+        self.columns.iter().find(|c| c.role == Some(role))
     }
 
     /// The table's own columns, without the envelope.
@@ -309,9 +332,10 @@ impl Contract {
         self.system.values()
     }
 
-    /// The envelope columns as declared, leading then trailing, `{entity}` not yet substituted.
+    /// The envelope columns as declared, leading, trailing, then history (on history tables
+    /// only), `{entity}` not yet substituted.
     pub fn envelope_columns(&self) -> impl Iterator<Item = &Column> {
-        self.envelope.leading.iter().chain(&self.envelope.trailing)
+        self.envelope.leading.iter().chain(&self.envelope.trailing).chain(&self.envelope.history)
     }
 }
 
@@ -320,6 +344,8 @@ impl Contract {
 struct RawEnvelope {
     leading: Vec<RawColumn>,
     trailing: Vec<RawColumn>,
+    #[serde(default)]
+    history: Vec<RawColumn>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +404,7 @@ fn table_id(path: &str, rel: &str, problems: &mut Vec<Problem>) -> Option<TableI
 struct Envelope {
     leading: Vec<Column>,
     trailing: Vec<Column>,
+    history: Vec<Column>,
 }
 
 fn parse_envelope(file: &str, text: &str, problems: &mut Vec<Problem>) -> Envelope {
@@ -390,8 +417,12 @@ fn parse_envelope(file: &str, text: &str, problems: &mut Vec<Problem>) -> Envelo
     };
     let mut envelope = Envelope::default();
     let mut seen: BTreeMap<EnvelopeRole, u64> = BTreeMap::new();
-    for (position, raw_col) in
-        raw.leading.iter().map(|c| (Position::Leading, c)).chain(raw.trailing.iter().map(|c| (Position::Trailing, c)))
+    for (position, raw_col) in raw
+        .leading
+        .iter()
+        .map(|c| (Position::Leading, c))
+        .chain(raw.trailing.iter().map(|c| (Position::Trailing, c)))
+        .chain(raw.history.iter().map(|c| (Position::History, c)))
     {
         let Some(role) = &raw_col.role else {
             problems.push(Problem::at(
@@ -401,6 +432,17 @@ fn parse_envelope(file: &str, text: &str, problems: &mut Vec<Problem>) -> Envelo
             ));
             continue;
         };
+        if role.value.is_history() != matches!(position, Position::History) {
+            problems.push(Problem::at(
+                file,
+                role,
+                format!(
+                    "role {} belongs in the {} section",
+                    role.value.as_str(),
+                    if role.value.is_history() { "history" } else { "leading or trailing" }
+                ),
+            ));
+        }
         if let Some(line) = seen.insert(role.value, role.referenced.line()) {
             problems.push(Problem::at(
                 file,
@@ -422,6 +464,7 @@ fn parse_envelope(file: &str, text: &str, problems: &mut Vec<Problem>) -> Envelo
             match position {
                 Position::Leading => envelope.leading.push(col),
                 Position::Trailing => envelope.trailing.push(col),
+                Position::History => envelope.history.push(col),
             }
         }
     }
@@ -438,6 +481,7 @@ fn parse_envelope(file: &str, text: &str, problems: &mut Vec<Problem>) -> Envelo
 enum Position {
     Leading,
     Trailing,
+    History,
 }
 
 /// Checks one declared column; `name_for_check` is the name as it must pass the snake_case rule.
@@ -592,6 +636,20 @@ fn parse_table(
             ));
         }
         columns.push(c);
+    }
+    if raw.write_mode == WriteMode::History {
+        if envelope.history.is_empty() {
+            problems.push(Problem::in_file(file, "write_mode history needs the envelope's history columns"));
+        }
+        for c in envelope.history.iter().map(instantiate) {
+            if let Some(Some(line)) = seen.get(&c.name) {
+                problems.push(Problem::in_file(
+                    file,
+                    format!("duplicate column '{}' on line {line}: history tables carry it already", c.name),
+                ));
+            }
+            columns.push(c);
+        }
     }
 
     let default_key = columns.iter().find(|c| c.role == Some(EnvelopeRole::EntityKey)).map(|c| c.name.clone());

@@ -15,6 +15,8 @@ pub enum ErrorClass {
     External,
     /// opslake itself is wrong: a broken invariant.
     Internal,
+    /// Another run holds the lake's lock: nothing is wrong, try again later.
+    Busy,
 }
 
 /// One problem in one file: the unit `opslake validate` reports, all of them, not just the first.

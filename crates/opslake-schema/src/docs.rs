@@ -39,7 +39,17 @@ fn index(contract: &Contract) -> String {
             .collect();
         let _ = writeln!(out, "| [`{ns}`]({ns}.md) | {} |", names.join(", "));
     }
-    out.push_str("\n## Envelope\n\n");
+    out.push_str(
+        "\n## Write modes\n\nEach table declares how `opslake ingest` writes it:\n\n\
+         - **merge** (default): one row per unique key; a newer row (by `source_updated_at`) replaces the \
+         lake's. Rows that came from a file that changed and are no longer in it are deleted.\n\
+         - **append**: every row of every file; when a file changes, its old rows are replaced by its new \
+         ones, so loading a file twice never doubles it.\n\
+         - **history** (SCD type 2): every change of a row's own columns between exports is a new version \
+         with `valid_from`, `valid_to` and `is_current`; an export that changed nothing adds nothing.\n\n\
+         `--full-refresh` rebuilds every table from the files at hand.\n\n## Envelope\n\n\
+         The last three columns (`valid_from`, `valid_to`, `is_current`) are carried by history tables only.\n\n",
+    );
     column_table(&mut out, contract.envelope_columns());
     for t in contract.system_tables() {
         let _ = write!(

@@ -12,7 +12,12 @@ mod contract {
         for table in contract.tables() {
             let schema = table.arrow_schema();
             assert_eq!(schema.fields().len(), table.columns.len(), "{}", table.id);
+            let history = table.write_mode == opslake_schema::WriteMode::History;
             for role in EnvelopeRole::ALL {
+                if role.is_history() {
+                    assert_eq!(table.history_column(role).is_some(), history, "{}: {}", table.id, role.as_str());
+                    continue;
+                }
                 let col = table.envelope(role);
                 let field = schema.field_with_name(&col.name).unwrap_or_else(|_| panic!("{}: {}", table.id, col.name));
                 assert_eq!(field.is_nullable(), col.nullable, "{}.{}", table.id, col.name);

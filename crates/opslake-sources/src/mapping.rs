@@ -48,6 +48,9 @@ pub struct FileContext {
     pub run_id: String,
     /// When the run started, UTC microseconds.
     pub ingested_at: i64,
+    /// When the export was taken, UTC microseconds (the file's modification time): the
+    /// `valid_from` of history rows whose source gives no `source_updated_at`.
+    pub snapshot_at: i64,
 }
 
 /// What happened to a rejected row or value.
@@ -511,6 +514,17 @@ impl ShapeMapper {
                     TimestampMicrosecondArray::from(vec![self.file.ingested_at; m]).with_timezone(TIMESTAMP_TZ),
                 ),
                 Some(EnvelopeRole::CustomFields) => custom_fields(sub, &out.unmapped),
+                Some(EnvelopeRole::ValidFrom) => {
+                    let updated = mapped
+                        .get(table.envelope(EnvelopeRole::SourceUpdatedAt).name.as_str())
+                        .and_then(|a| a.as_any().downcast_ref::<TimestampMicrosecondArray>());
+                    let values = (0..m).map(|i| match updated {
+                        Some(u) if u.is_valid(i) => u.value(i),
+                        _ => self.file.snapshot_at,
+                    });
+                    Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone(TIMESTAMP_TZ))
+                }
+                Some(EnvelopeRole::IsCurrent) => Arc::new(BooleanArray::from(vec![true; m])),
                 Some(EnvelopeRole::IsDeleted) => match mapped.get(c.name.as_str()) {
                     Some(a) => {
                         let b = a.as_any().downcast_ref::<BooleanArray>().expect("bool column");

@@ -117,3 +117,30 @@ pub fn assert_golden(expected: &Path, actual: &str) {
         panic!("{} differs ({diff}); review, then run with BLESS=1 to accept", expected.display());
     }
 }
+
+/// Every canonical table and `_rejects` of the lake as sorted CSV, keyed by SQL name, without
+/// the columns that name the run that wrote a row: two lakes built from the same files by
+/// different runs compare equal.
+pub async fn lake_content(lake: &opslake_lake::Lake) -> std::collections::BTreeMap<String, String> {
+    let contract = opslake_schema::Contract::embedded().expect("contract");
+    let ctx = opslake_lake::read::session();
+    let names = opslake_lake::read::register_lake(&ctx, lake, &contract, None).await.expect("every table opens");
+    let mut out = std::collections::BTreeMap::new();
+    for name in names.into_iter().filter(|n| !opslake_lake::runs::is_run_record(n)) {
+        let batches = ctx
+            .sql(&format!("SELECT * FROM {name}"))
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{name} reads: {e}"));
+        out.insert(name, sorted_csv(&batches, &["_run_id", "_ingested_at", "run_id", "rejected_at"], &|_, v| v));
+    }
+    out
+}
+
+/// [`lake_content`] of the local lake at `dir`.
+pub async fn local_lake_content(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let lake = opslake_lake::Lake::open(&opslake_schema::StorageLocation::Local(dir.to_path_buf())).expect("lake");
+    lake_content(&lake).await
+}

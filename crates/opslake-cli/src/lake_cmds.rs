@@ -1,0 +1,297 @@
+//! Commands that read or tend an existing lake: `runs`, `query`, `publish`, `maintain`.
+
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
+use clap::{Args, ValueEnum};
+use opslake_lake::Lake;
+use opslake_lake::ingest::RunContext;
+use opslake_schema::{Contract, StorageLocation};
+
+use crate::{CliError, LakeArgs, ProjectArgs};
+
+/// A project's contract and lake, opened.
+pub(crate) struct OpenLake {
+    pub contract: Contract,
+    pub location: StorageLocation,
+    pub lake: Lake,
+}
+
+pub(crate) fn open_lake(project: &ProjectArgs, lake: &LakeArgs) -> Result<OpenLake, CliError> {
+    let contract = Contract::embedded().map_err(CliError::from_schema)?;
+    let project = project.open()?;
+    let location = project.lake(lake.lake.as_deref()).map_err(CliError::user)?;
+    let lake = Lake::open(&location).map_err(lake_err)?;
+    Ok(OpenLake { contract, location, lake })
+}
+
+pub(crate) fn lake_err(e: opslake_lake::Error) -> CliError {
+    CliError::new(e.class(), e)
+}
+
+/// Batches as JSON objects, one per row.
+fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, CliError> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for b in batches {
+        writer.write(b).map_err(|e| CliError::new(opslake_schema::ErrorClass::Internal, e))?;
+    }
+    writer.finish().map_err(|e| CliError::new(opslake_schema::ErrorClass::Internal, e))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| CliError::new(opslake_schema::ErrorClass::Internal, e))
+}
+
+fn text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
+    match row.get(key) {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Arguments of `opslake runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Show one run: its files and the table versions it committed.
+    #[arg(long, value_name = "RUN_ID")]
+    show: Option<String>,
+    /// How many runs to list, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn runs(args: &RunsArgs) -> Result<(), CliError> {
+    let open = open_lake(&args.project, &args.lake)?;
+    if let Some(id) = &args.show {
+        let (files, tables) = opslake_lake::runs::show(&open.lake, &open.contract, id).await.map_err(lake_err)?;
+        let (files, tables) = (json_rows(&files)?, json_rows(&tables)?);
+        if files.is_empty() && tables.is_empty() {
+            // Say whether the run exists at all.
+            opslake_lake::runs::versions_as_of(&open.lake, &open.contract, id).await.map_err(lake_err)?;
+        }
+        if args.json {
+            let out = serde_json::json!({ "run_id": id, "files": files, "tables": tables });
+            println!("{out:#}");
+            return Ok(());
+        }
+        println!("run {id}");
+        println!(
+            "\n{:<60} {:<24} {:<9} {:>9} {:>9} {:>9}",
+            "file", "connection", "status", "read", "written", "rejected"
+        );
+        for f in &files {
+            let reload = if f.get("reloaded") == Some(&serde_json::Value::Bool(true)) { " (reloaded)" } else { "" };
+            println!(
+                "{:<60} {:<24} {:<9} {:>9} {:>9} {:>9}{reload}",
+                text(f, "path"),
+                text(f, "connection"),
+                text(f, "status"),
+                text(f, "rows_read"),
+                text(f, "rows_written"),
+                text(f, "rows_rejected")
+            );
+            if let Some(serde_json::Value::String(e)) = f.get("error") {
+                println!("    error: {e}");
+            }
+        }
+        println!("\n{:<36} {:<10} {:>9} {:>8}", "table", "mode", "rows", "version");
+        for t in &tables {
+            println!(
+                "{:<36} {:<10} {:>9} {:>8}",
+                text(t, "table_name"),
+                text(t, "write_mode"),
+                text(t, "rows"),
+                text(t, "version")
+            );
+        }
+        return Ok(());
+    }
+    let batches = opslake_lake::runs::list(&open.lake, &open.contract, args.limit).await.map_err(lake_err)?;
+    let mut rows = json_rows(&batches)?;
+    let holder = opslake_lake::lock::holder(&open.lake).await.map_err(lake_err)?;
+    for r in &mut rows {
+        let running = r.get("status").and_then(|s| s.as_str()) == Some("RUNNING");
+        let held = holder.as_ref().is_some_and(|h| Some(h.run_id.as_str()) == r.get("run_id").and_then(|s| s.as_str()));
+        if running && !held {
+            // It never wrote its end: killed, or its machine died.
+            r.insert("status".into(), "INTERRUPTED".into());
+        }
+    }
+    if args.json {
+        println!("{:#}", serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no runs recorded in {}", open.location);
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<8} {:<11} {:<20} {:>6} {:>7} {:>6} {:>9} {:>9}",
+        "run", "command", "status", "started (UTC)", "files", "skipped", "failed", "read", "rejected"
+    );
+    for r in &rows {
+        let started = text(r, "started_at").replace('T', " ");
+        println!(
+            "{:<36} {:<8} {:<11} {:<20} {:>6} {:>7} {:>6} {:>9} {:>9}",
+            text(r, "run_id"),
+            text(r, "command"),
+            text(r, "status"),
+            started.get(..19).unwrap_or(&started),
+            text(r, "files_loaded"),
+            text(r, "files_skipped"),
+            text(r, "files_failed"),
+            text(r, "rows_read"),
+            text(r, "rows_rejected"),
+        );
+        if let Some(serde_json::Value::String(m)) = r.get("message")
+            && text(r, "status") == "FAILED"
+        {
+            println!("    {m}");
+        }
+    }
+    Ok(())
+}
+
+/// Output formats of `opslake query`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `opslake query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL to run. Tables are `namespace.table` (crm.people) and the system tables
+    /// (_rejects, _runs, _run_files, _run_tables).
+    sql: String,
+    /// The project directory.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// The config file, when it is not `<project>/opslake.yml`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Read every table as the given run left it (Delta time travel); `opslake runs` lists ids.
+    #[arg(long, value_name = "RUN_ID")]
+    as_of: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
+    let project = ProjectArgs { project: args.project.clone(), config: args.config.clone() };
+    let open = open_lake(&project, &args.lake)?;
+    let versions = match &args.as_of {
+        Some(id) => Some(opslake_lake::runs::versions_as_of(&open.lake, &open.contract, id).await.map_err(lake_err)?),
+        None => None,
+    };
+    let ctx = opslake_lake::read::session();
+    opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref()).await.map_err(lake_err)?;
+    let df = ctx.sql(&args.sql).await.map_err(|e| CliError::user(format!("query: {e}")))?;
+    let batches = df.collect().await.map_err(|e| CliError::user(format!("query: {e}")))?;
+    let internal = |e: arrow::error::ArrowError| CliError::new(opslake_schema::ErrorClass::Internal, e);
+    match args.format {
+        Format::Table => println!("{}", arrow::util::pretty::pretty_format_batches(&batches).map_err(internal)?),
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(std::io::stdout());
+            for b in &batches {
+                writer.write(b).map_err(internal)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            for b in &batches {
+                writer.write(b).map_err(internal)?;
+            }
+            writer.finish().map_err(internal)?;
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `opslake publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Where to write the snapshot: a local directory or an s3://, gs:// or az:// URL.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    out: String,
+}
+
+pub(crate) async fn publish(args: &PublishArgs) -> Result<(), CliError> {
+    let open = open_lake(&args.project, &args.lake)?;
+    let out = StorageLocation::parse(&args.out).map_err(|e| CliError::user(format!("--out {e}")))?;
+    let manifest =
+        opslake_lake::publish::publish(&open.lake, &open.contract, &out, &mut |t| eprintln!("publishing {t}"))
+            .await
+            .map_err(lake_err)?;
+    println!("{:<36} {:>10} {:>12}  file", "table", "rows", "bytes");
+    for t in &manifest.tables {
+        println!("{:<36} {:>10} {:>12}  {}", t.table, t.rows, t.bytes, t.path);
+    }
+    println!(
+        "snapshot {} published to {out} ({} tables; manifest.json points at it)",
+        manifest.snapshot_id,
+        manifest.tables.len()
+    );
+    Ok(())
+}
+
+/// Arguments of `opslake maintain`.
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Keep every version younger than this many hours readable (`--as-of` reaches back this
+    /// far); data files only older versions use are deleted.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    retain_hours: u32,
+}
+
+pub(crate) async fn maintain(args: &MaintainArgs) -> Result<(), CliError> {
+    let open = open_lake(&args.project, &args.lake)?;
+    let options = opslake_lake::maintain::MaintainOptions {
+        retention: chrono::Duration::hours(i64::from(args.retain_hours)),
+        ..Default::default()
+    };
+    let run = RunContext::start();
+    let done = opslake_lake::maintain::maintain(&open.lake, &open.contract, &run, &options, &mut |t| {
+        eprintln!("maintaining {t}")
+    })
+    .await
+    .map_err(lake_err)?;
+    println!("{:<36} {:>8} {:>10} {:>9} {:>8}", "table", "written", "compacted", "vacuumed", "version");
+    for m in &done {
+        println!(
+            "{:<36} {:>8} {:>10} {:>9} {:>8}",
+            m.table,
+            m.files_added,
+            m.files_removed,
+            m.files_vacuumed,
+            m.version.map_or("-".into(), |v| v.to_string())
+        );
+    }
+    println!("run {}: {} tables maintained", run.run_id, done.len());
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Run records: `_runs`, `_run_files` and `_run_tables`, the system tables a scheduler and
+//! `opslake runs` read, and from which `--as-of` finds table versions.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use opslake_schema::{Contract, Table};
+use serde::Serialize;
+
+use crate::{Error, Lake, Result};
+
+/// One row per run state.
+pub const RUNS: &str = "_runs";
+/// One row per run and file: the manifest.
+pub const RUN_FILES: &str = "_run_files";
+/// One row per run and table commit.
+pub const RUN_TABLES: &str = "_run_tables";
+
+/// Whether `name` is one of the run-record tables, always read at their latest version.
+pub fn is_run_record(name: &str) -> bool {
+    [RUNS, RUN_FILES, RUN_TABLES].contains(&name)
+}
+
+/// A `_runs` row. Field names are the table's columns (schemas/system/runs.yaml).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunRow {
+    /// Run id.
+    pub run_id: String,
+    /// ingest or maintain.
+    pub command: String,
+    /// RUNNING, SUCCEEDED or FAILED.
+    pub status: String,
+    /// UTC microseconds.
+    pub started_at: i64,
+    /// UTC microseconds.
+    pub ended_at: Option<i64>,
+    /// host:pid.
+    pub host: String,
+    /// The binary's version.
+    pub opslake_version: String,
+    /// `--full-refresh`.
+    pub full_refresh: bool,
+    /// Files loaded.
+    pub files_loaded: Option<i64>,
+    /// Files skipped as unchanged.
+    pub files_skipped: Option<i64>,
+    /// Files failed.
+    pub files_failed: Option<i64>,
+    /// Records read.
+    pub rows_read: Option<i64>,
+    /// Records written.
+    pub rows_written: Option<i64>,
+    /// Records rejected.
+    pub rows_rejected: Option<i64>,
+    /// Failure or note.
+    pub message: Option<String>,
+}
+
+/// A `_run_files` row.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunFileRow {
+    /// Run id.
+    pub run_id: String,
+    /// The file as listed.
+    pub path: String,
+    /// Connection.
+    pub connection: String,
+    /// LOADED, UNCHANGED or FAILED.
+    pub status: String,
+    /// Bytes.
+    pub size_bytes: i64,
+    /// UTC microseconds.
+    pub modified_at: Option<i64>,
+    /// Object-store ETag.
+    pub etag: Option<String>,
+    /// SHA-256, hex.
+    pub content_sha256: String,
+    /// An earlier version was replaced.
+    pub reloaded: bool,
+    /// Records read.
+    pub rows_read: i64,
+    /// Records written.
+    pub rows_written: i64,
+    /// Records rejected.
+    pub rows_rejected: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// UTC microseconds.
+    pub recorded_at: i64,
+}
+
+/// A `_run_tables` row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunTableRow {
+    /// Run id.
+    pub run_id: String,
+    /// `namespace.table`.
+    pub table_name: String,
+    /// merge, append, history, overwrite.
+    pub write_mode: String,
+    /// Rows offered.
+    pub rows: i64,
+    /// Delta version produced.
+    pub version: i64,
+    /// UTC microseconds.
+    pub committed_at: i64,
+}
+
+fn system_table<'a>(contract: &'a Contract, name: &str) -> Result<&'a Table> {
+    contract.system_table(name).ok_or_else(|| Error::Internal { message: format!("the contract has no {name} table") })
+}
+
+/// Appends `rows` to the system table `name` in one commit.
+pub async fn append_rows<S: Serialize>(lake: &Lake, contract: &Contract, name: &str, rows: &[S]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let table = system_table(contract, name)?;
+    let internal = |e: &dyn std::fmt::Display| Error::Internal {
+        message: format!("{name}: rows do not fit schemas/system/{}.yaml: {e}", name.trim_start_matches('_')),
+    };
+    let mut decoder =
+        arrow::json::ReaderBuilder::new(table.arrow_schema()).build_decoder().map_err(|e| internal(&e))?;
+    decoder.serialize(rows).map_err(|e| internal(&e))?;
+    let batch: RecordBatch = decoder.flush().map_err(|e| internal(&e))?.ok_or_else(|| internal(&"no rows"))?;
+    let delta = lake.delta_table(&table.id).await?;
+    delta
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .map_err(|source| Error::Delta { table: name.to_string(), source })?;
+    Ok(())
+}
+
+async fn query(lake: &Lake, contract: &Contract, tables: &[&str], sql: &str) -> Result<Option<Vec<RecordBatch>>> {
+    let ctx = crate::read::session();
+    for name in tables {
+        if !crate::read::register(&ctx, lake, system_table(contract, name)?, None).await? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(collect(&ctx, sql).await?))
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df_err = |source| Error::DataFusion { context: "reading the run records".into(), source };
+    ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
+}
+
+/// The version of each table as the run `run_id` left it: the latest version committed by that
+/// run or an earlier one. Fails when no such run is recorded.
+pub async fn versions_as_of(lake: &Lake, contract: &Contract, run_id: &str) -> Result<BTreeMap<String, u64>> {
+    let id = run_id.replace('\'', "''");
+    let known = query(lake, contract, &[RUNS], &format!("SELECT count(*) FROM _runs WHERE run_id = '{id}'")).await?;
+    let found = known.as_deref().and_then(|b| b.first()).map(|b| b.column(0).as_primitive::<Int64Type>().value(0));
+    if found.unwrap_or(0) == 0 {
+        return Err(Error::Location { message: format!("no run {run_id} in this lake; `opslake runs` lists them") });
+    }
+    // Run ids are UUIDv7: in text order they are in start order.
+    let sql = format!("SELECT table_name, max(version) FROM _run_tables WHERE run_id <= '{id}' GROUP BY table_name");
+    let mut out = BTreeMap::new();
+    for b in query(lake, contract, &[RUN_TABLES], &sql).await?.unwrap_or_default() {
+        let names = b.column(0).as_string::<i32>();
+        let versions = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            if versions.is_valid(i) {
+                out.insert(names.value(i).to_string(), versions.value(i) as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The latest state of each run, newest first, at most `limit`.
+pub async fn list(lake: &Lake, contract: &Contract, limit: usize) -> Result<Vec<RecordBatch>> {
+    let sql = format!(
+        "SELECT run_id, command, status, started_at, ended_at, files_loaded, files_skipped, files_failed, rows_read, rows_written, rows_rejected, message \
+         FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY CASE status WHEN 'RUNNING' THEN 1 ELSE 0 END, ended_at DESC NULLS LAST) AS r FROM _runs) \
+         WHERE r = 1 ORDER BY run_id DESC LIMIT {limit}"
+    );
+    Ok(query(lake, contract, &[RUNS], &sql).await?.unwrap_or_default())
+}
+
+/// One run in detail: its files and its table commits.
+pub async fn show(lake: &Lake, contract: &Contract, run_id: &str) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let id = run_id.replace('\'', "''");
+    let files = query(
+        lake,
+        contract,
+        &[RUN_FILES],
+        &format!(
+            "SELECT path, connection, status, reloaded, rows_read, rows_written, rows_rejected, error FROM _run_files WHERE run_id = '{id}' ORDER BY path"
+        ),
+    )
+    .await?
+    .unwrap_or_default();
+    let tables = query(
+        lake,
+        contract,
+        &[RUN_TABLES],
+        &format!(
+            "SELECT table_name, write_mode, rows, version FROM _run_tables WHERE run_id = '{id}' ORDER BY table_name"
+        ),
+    )
+    .await?
+    .unwrap_or_default();
+    Ok((files, tables))
+}
+
+/// Reads a whole system table, for tests and tools.
+pub async fn read_all(lake: &Lake, contract: &Contract, name: &str) -> Result<Vec<RecordBatch>> {
+    Ok(query(lake, contract, &[name], &format!("SELECT * FROM {name}")).await?.unwrap_or_default())
+}
+
+/// The number of rows of `batches`.
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
