@@ -140,6 +140,9 @@ pub async fn publish(
         point_current(dir, &snapshot_id)?;
     }
     prune(store.as_ref(), &snapshot_id).await?;
+    if let StorageLocation::Local(dir) = out {
+        remove_empty_snapshot_dirs(dir);
+    }
     Ok(manifest)
 }
 
@@ -186,6 +189,24 @@ fn point_current(dir: &std::path::Path, snapshot_id: &str) -> Result<()> {
 #[cfg(not(unix))]
 fn point_current(_dir: &std::path::Path, _snapshot_id: &str) -> Result<()> {
     Ok(())
+}
+
+/// A local store deletes files, not the directories they were in.
+fn remove_empty_snapshot_dirs(dir: &std::path::Path) {
+    fn prune_dir(path: &std::path::Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(path) else { return false };
+        let mut empty = true;
+        for e in entries.flatten() {
+            let p = e.path();
+            empty &= p.is_dir() && !p.is_symlink() && prune_dir(&p);
+        }
+        empty && std::fs::remove_dir(path).is_ok()
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("snapshots")) {
+        for e in entries.flatten() {
+            prune_dir(&e.path());
+        }
+    }
 }
 
 /// Deletes snapshots older than the [`KEEP`] newest (ids are UUIDv7: text order is time order).
