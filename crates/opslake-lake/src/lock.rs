@@ -135,7 +135,15 @@ async fn create(store: &dyn ObjectStore, seq: u64, entry: &LockEntry) -> Result<
     let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
     match store.put_opts(&entry_path(seq), PutPayload::from(body), opts).await {
         Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+            // Taken by someone else, or by us: a PUT whose answer was lost is retried by
+            // object_store and then finds our own entry.
+            let existing = match store.get(&entry_path(seq)).await {
+                Ok(got) => got.bytes().await.ok(),
+                Err(_) => None,
+            };
+            Ok(existing.and_then(|b| serde_json::from_slice::<LockEntry>(&b).ok()).is_some_and(|e| &e == entry))
+        }
         Err(e) => Err(store_err("writing the lock")(e)),
     }
 }
