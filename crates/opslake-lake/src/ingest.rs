@@ -204,42 +204,20 @@ pub async fn ingest(
     progress: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<IngestReport> {
     let mut lock = LakeLock::acquire(lake, &run.run_id, "ingest", options.lock_ttl).await?;
-    let mut row = RunRow {
-        run_id: run.run_id.clone(),
-        command: "ingest".into(),
-        status: "RUNNING".into(),
-        started_at: run.started_at,
-        host: format!("{}:{}", lock.entry().host, lock.entry().pid),
-        opslake_version: env!("CARGO_PKG_VERSION").into(),
-        full_refresh: options.full_refresh,
-        ..RunRow::default()
-    };
+    let mut row = RunRow { full_refresh: options.full_refresh, ..RunRow::starting(run, "ingest", &lock) };
     let outcome = match runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await {
         Ok(()) => ingest_locked(lake, contract, tools, inputs, run, options, &mut lock, progress).await,
         Err(e) => Err(e),
     };
-    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
-    match &outcome {
-        Ok(report) => {
-            row.status = "SUCCEEDED".into();
-            row.files_loaded = Some(report.files.iter().filter(|f| f.error.is_none()).count() as i64);
-            row.files_skipped = Some(report.skipped.len() as i64);
-            row.files_failed = Some(report.failed().count() as i64);
-            row.rows_read = Some(report.rows_read() as i64);
-            row.rows_written = Some(report.files.iter().map(|f| f.rows_written as i64).sum());
-            row.rows_rejected = Some(report.rows_rejected() as i64);
-        }
-        Err(e) => {
-            row.status = "FAILED".into();
-            row.message = Some(e.to_string());
-        }
+    if let Ok(report) = &outcome {
+        row.files_loaded = Some(report.files.iter().filter(|f| f.error.is_none()).count() as i64);
+        row.files_skipped = Some(report.skipped.len() as i64);
+        row.files_failed = Some(report.failed().count() as i64);
+        row.rows_read = Some(report.rows_read() as i64);
+        row.rows_written = Some(report.files.iter().map(|f| f.rows_written as i64).sum());
+        row.rows_rejected = Some(report.rows_rejected() as i64);
     }
-    // A lost lock means another run owns the lake now: write nothing more.
-    if !matches!(outcome, Err(Error::Locked { .. })) {
-        let recorded = runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await;
-        lock.release().await?;
-        recorded?;
-    }
+    runs::finish(lake, contract, lock, row, &outcome).await?;
     outcome
 }
 

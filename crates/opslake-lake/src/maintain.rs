@@ -59,15 +59,7 @@ pub async fn maintain(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<Maintained>> {
     let mut lock = LakeLock::acquire(lake, &run.run_id, "maintain", options.lock_ttl).await?;
-    let mut row = RunRow {
-        run_id: run.run_id.clone(),
-        command: "maintain".into(),
-        status: "RUNNING".into(),
-        started_at: run.started_at,
-        host: format!("{}:{}", lock.entry().host, lock.entry().pid),
-        opslake_version: env!("CARGO_PKG_VERSION").into(),
-        ..RunRow::default()
-    };
+    let mut row = RunRow::starting(run, "maintain", &lock);
     runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await?;
     let mut done = Vec::new();
     let mut outcome = Ok(());
@@ -86,27 +78,15 @@ pub async fn maintain(
             }
         }
     }
-    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
-    match &outcome {
-        Ok(()) => {
-            row.status = "SUCCEEDED".into();
-            let (added, removed, vacuumed) = done
-                .iter()
-                .fold((0, 0, 0), |(a, r, v), m| (a + m.files_added, r + m.files_removed, v + m.files_vacuumed));
-            row.message = Some(format!(
-                "{} tables: {added} files written, {removed} compacted away, {vacuumed} vacuumed",
-                done.len()
-            ));
-        }
-        Err(e) => {
-            row.status = "FAILED".into();
-            row.message = Some(e.to_string());
-        }
+    if outcome.is_ok() {
+        let (added, removed, vacuumed) =
+            done.iter().fold((0, 0, 0), |(a, r, v), m| (a + m.files_added, r + m.files_removed, v + m.files_vacuumed));
+        row.message = Some(format!(
+            "{} tables: {added} files written, {removed} compacted away, {vacuumed} vacuumed",
+            done.len()
+        ));
     }
-    if !matches!(outcome, Err(Error::Locked { .. })) {
-        runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await?;
-        lock.release().await?;
-    }
+    runs::finish(lake, contract, lock, row, &outcome).await?;
     outcome.map(|()| done)
 }
 

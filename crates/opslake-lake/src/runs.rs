@@ -59,6 +59,45 @@ pub struct RunRow {
     pub message: Option<String>,
 }
 
+impl RunRow {
+    /// The RUNNING row of `run`, a `command` that holds `lock`.
+    pub fn starting(run: &crate::ingest::RunContext, command: &str, lock: &crate::lock::LakeLock) -> Self {
+        Self {
+            run_id: run.run_id.clone(),
+            command: command.into(),
+            status: "RUNNING".into(),
+            started_at: run.started_at,
+            host: format!("{}:{}", lock.entry().host, lock.entry().pid),
+            opslake_version: env!("CARGO_PKG_VERSION").into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Records the end of a run and gives the lake back, unless the run lost its lock: then
+/// another run owns the lake and nothing more is written.
+pub async fn finish<T>(
+    lake: &Lake,
+    contract: &Contract,
+    lock: crate::lock::LakeLock,
+    mut row: RunRow,
+    outcome: &Result<T>,
+) -> Result<()> {
+    if matches!(outcome, Err(Error::Locked { .. })) {
+        return Ok(());
+    }
+    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
+    if let Err(e) = outcome {
+        row.status = "FAILED".into();
+        row.message = Some(e.to_string());
+    } else {
+        row.status = "SUCCEEDED".into();
+    }
+    let recorded = append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await;
+    lock.release().await?;
+    recorded
+}
+
 /// A `_run_files` row.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RunFileRow {
