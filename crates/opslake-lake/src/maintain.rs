@@ -68,7 +68,15 @@ pub async fn maintain(
             outcome = Err(e);
             break;
         }
-        let Some(delta) = crate::read::open(lake, table, None).await? else { continue };
+        // A failure must still reach `finish`: record the run as FAILED and give the lake back.
+        let delta = match crate::read::open(lake, table, None).await {
+            Ok(Some(delta)) => delta,
+            Ok(None) => continue,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
         progress(&table.id.to_string());
         match maintain_table(delta, &table.id.to_string(), options).await {
             Ok(m) => done.push(m),

@@ -83,9 +83,7 @@ pub async fn publish(
     if let StorageLocation::Local(dir) = out {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
     }
-    let store: Arc<dyn ObjectStore> =
-        deltalake::logstore::store_for(&out_url, lake.options().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(|e| Error::Location { message: format!("{out_url}: {e}") })?;
+    let store = out_store(lake, &out_url)?;
     let snapshot_id = uuid::Uuid::now_v7().to_string();
     let ctx = crate::read::session();
     let mut tables = Vec::new();
@@ -149,8 +147,7 @@ pub async fn publish(
 /// Reads the current `manifest.json` of a publish location.
 pub async fn read_manifest(lake: &Lake, out: &StorageLocation) -> Result<PublishManifest> {
     let out_url = crate::location_url(out)?;
-    let store = deltalake::logstore::store_for(&out_url, lake.options().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| Error::Location { message: format!("{out_url}: {e}") })?;
+    let store = out_store(lake, &out_url)?;
     let bytes = store
         .get(&Path::from("manifest.json"))
         .await
@@ -160,6 +157,12 @@ pub async fn read_manifest(lake: &Lake, out: &StorageLocation) -> Result<Publish
         .map_err(store_err("manifest.json"))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Error::Location { message: format!("{out_url}manifest.json is not a publish manifest: {e}") })
+}
+
+/// The publish location's store, configured like the lake's.
+fn out_store(lake: &Lake, out_url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
+    deltalake::logstore::store_for(out_url, lake.options().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| Error::Location { message: format!("{out_url}: {e}") })
 }
 
 fn store_err(what: &str) -> impl FnOnce(object_store::Error) -> Error {
