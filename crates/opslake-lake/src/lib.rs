@@ -14,6 +14,7 @@ pub mod publish;
 pub mod read;
 pub mod runs;
 pub mod stage;
+mod versions;
 pub mod write;
 
 use std::collections::HashMap;

@@ -60,6 +60,9 @@ fn session(memory: usize) -> Result<SessionContext> {
         .map_err(|source| Error::DataFusion { context: "commit session".into(), source })?;
     let ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
     ctx.state_ref().write().config_mut().options_mut().execution.parquet.schema_force_view_types = false;
+    // A join emits batches of batch_size rows, not every match at once: one batch of millions
+    // of rows is more than a spilling sort after it can reserve.
+    ctx.state_ref().write().config_mut().options_mut().execution.enforce_batch_size_in_joins = true;
     Ok(ctx)
 }
 
@@ -99,7 +102,7 @@ pub async fn commit_table(lake: &Lake, table: &Table, parts_dir: &Path, plan: Co
         let delta = open_table(lake, table).await?;
         let fresh = plan.full_refresh || delta.version().is_none();
         match (table.write_mode, fresh) {
-            (WriteMode::History, _) => history(&ctx, delta, table, plan.full_refresh).await,
+            (WriteMode::History, _) => history(&ctx, delta, table, parts_dir, plan.full_refresh).await,
             (WriteMode::Merge, true) => {
                 let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await
@@ -186,14 +189,27 @@ fn dedupe_sql(table: &Table) -> String {
     )
 }
 
+/// Staged rows above which a merge joins by sorting (and spilling) instead of hashing: the
+/// hash join holds the whole staged side in memory, 6.4 GB for 5M rows, while a delta of
+/// 100k rows is joined fastest by hash (docs/decisions.md, "Write strategy at scale").
+/// `OPSLAKE_SORT_MERGE_ROWS` overrides it.
+const SORT_MERGE_ROWS: u64 = 1_000_000;
+
+fn sort_merge_rows() -> u64 {
+    std::env::var("OPSLAKE_SORT_MERGE_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(SORT_MERGE_ROWS)
+}
+
 /// Merge by key. A staged row replaces the lake's row with the same key unless the lake's is
 /// known to be newer; rows that came from a reloaded file and are no longer in it are deleted.
 async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: CommitPlan<'_>) -> Result<Committed> {
     let name = table.id.to_string();
     let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
+    let staged = ctx.table("staged").await.map_err(df_err(&name))?.count().await.map_err(df_err(&name))? as u64;
+    if staged > sort_merge_rows() {
+        ctx.state_ref().write().config_mut().options_mut().optimizer.prefer_hash_join = false;
+    }
     let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
-    let rows = df.clone().count().await.map_err(df_err(format!("{name}: counting")))? as u64;
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
     let newer = format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");
@@ -213,8 +229,8 @@ async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: Com
         let gone = format!("target.{} IN ({})", file_column(table), sql_list(plan.reloaded));
         builder = builder.when_not_matched_by_source_delete(|d| d.predicate(gone)).map_err(delta_err)?;
     }
-    let (merged, _metrics) = builder.await.map_err(delta_err)?;
-    committed(name, "merge", rows, &merged)
+    let (merged, metrics) = builder.await.map_err(delta_err)?;
+    committed(name, "merge", metrics.num_source_rows as u64, &merged)
 }
 
 /// Append by file: the staged rows replace whatever rows the table holds from the same files,
@@ -245,7 +261,6 @@ async fn overwrite(
     full_refresh: bool,
 ) -> Result<Committed> {
     let name = table.id.to_string();
-    let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
     let mode = if full_refresh { SaveMode::Overwrite } else { SaveMode::Append };
     let written = delta
         .write(Vec::new())
@@ -256,7 +271,20 @@ async fn overwrite(
         .await
         .map_err(|source| Error::Delta { table: name.clone(), source })?;
     let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
+    // The commit's own count: counting `df` first would run its plan (a dedupe sort) twice.
+    let rows = added_rows(&written).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
     committed(name, label, rows, &written)
+}
+
+/// Rows the latest commit of `table` added, from its operation metrics.
+async fn added_rows(table: &DeltaTable) -> std::result::Result<u64, deltalake::DeltaTableError> {
+    use futures::TryStreamExt;
+    let mut history: Vec<_> = table.history(Some(1)).try_collect().await?;
+    let rows = history
+        .first_mut()
+        .and_then(|c| c.info.remove("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows").and_then(serde_json::Value::as_u64));
+    rows.ok_or_else(|| deltalake::DeltaTableError::Generic("the commit has no num_added_rows metric".into()))
 }
 
 fn write_mode_label(mode: WriteMode) -> &'static str {
@@ -272,7 +300,18 @@ fn write_mode_label(mode: WriteMode) -> &'static str {
 /// dropped (a daily snapshot that did not change adds nothing); `valid_to` is the next
 /// version's `valid_from`. Only the differences are merged in: new versions inserted, closed
 /// versions updated, versions made redundant deleted.
-async fn history(ctx: &SessionContext, delta: DeltaTable, table: &Table, full_refresh: bool) -> Result<Committed> {
+///
+/// The decisions are made on narrow rows (key, `valid_from`, a hash of the version, where the
+/// row is) and written to a scratch Parquet file; only the rows that change are then joined
+/// back to their full columns. Sorting the full rows instead needed tens of GB at 5M rows
+/// (docs/decisions.md, "Write strategy at scale").
+async fn history(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    table: &Table,
+    parts_dir: &Path,
+    full_refresh: bool,
+) -> Result<Committed> {
     let name = table.id.to_string();
     let role = |r: EnvelopeRole| {
         table
@@ -295,21 +334,28 @@ async fn history(ctx: &SessionContext, delta: DeltaTable, table: &Table, full_re
     // What a version is: the table's own columns and the deletion flags. Envelope columns that
     // describe the load (file, row, run) do not make a new version; custom_fields is a map,
     // which has no text form to compare.
-    let tracked: Vec<String> = table
-        .columns
-        .iter()
-        .filter(|c| c.role.is_none() || matches!(c.role, Some(EnvelopeRole::IsDeleted | EnvelopeRole::DeletedAt)))
-        .map(|c| format!("coalesce(CAST({} AS VARCHAR), chr(0))", c.name))
-        .collect();
-    let hash = format!("md5(concat_ws(chr(31), {}))", tracked.join(", "));
+    let hash = |alias: &str| {
+        let tracked: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| c.role.is_none() || matches!(c.role, Some(EnvelopeRole::IsDeleted | EnvelopeRole::DeletedAt)))
+            .map(|c| format!("coalesce(CAST({alias}{} AS VARCHAR), chr(0))", c.name))
+            .collect();
+        format!("md5(concat_ws(chr(31), {}))", tracked.join(", "))
+    };
+    let prefixed =
+        |alias: &str, cols: &[&str]| cols.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ");
+    let key_cols: Vec<&str> = keys.iter().map(String::as_str).collect();
     let fresh = full_refresh || delta.version().is_none();
-    let staged = format!(
-        "SELECT {base}, {vf}, CAST(NULL AS TIMESTAMP) AS __old_vt, CAST(NULL AS BOOLEAN) AS __old_cur, 1 AS __new FROM \
-         (SELECT *, row_number() OVER (PARTITION BY {key}, {vf} ORDER BY {file} DESC, {row} DESC) AS __r FROM staged) WHERE __r = 1",
-        base = base.join(", ")
+    // Narrow rows: the hash is computed below the windows, so the sorts carry no wide columns.
+    // Every staged version; the latest read of a (key, valid_from) is picked while deciding.
+    let narrow_staged = format!(
+        "SELECT {key}, {vf}, CAST({file} AS VARCHAR) AS __file, CAST({row} AS BIGINT) AS __row, {h} AS __h, \
+         CAST(NULL AS TIMESTAMP) AS __old_vt, CAST(NULL AS BOOLEAN) AS __old_cur, 1 AS __new FROM staged",
+        h = hash("")
     );
     let all = if fresh {
-        staged
+        narrow_staged
     } else {
         delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
         let provider = delta
@@ -318,45 +364,95 @@ async fn history(ctx: &SessionContext, delta: DeltaTable, table: &Table, full_re
             .await
             .map_err(df_err(format!("{name}: reading the current versions")))?;
         ctx.register_table("target", provider).map_err(df_err(format!("{name}: registering the target")))?;
-        let same_key = keys.iter().map(|k| format!("s.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
+        // Every lake version, narrow: a key no staged row has decides nothing in the pass, and
+        // a semi-join to skip those keys emitted batches too large for the sort after it.
         format!(
-            "{staged} UNION ALL SELECT {base}, t.{vf}, t.{vt} AS __old_vt, t.{cur} AS __old_cur, 0 AS __new FROM target t \
-             WHERE EXISTS (SELECT 1 FROM staged s WHERE {same_key})",
-            base = base.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+            "{narrow_staged} UNION ALL SELECT {tk}, t.{vf}, CAST(NULL AS VARCHAR) AS __file, CAST(NULL AS BIGINT) AS __row, \
+             {h} AS __h, t.{vt} AS __old_vt, t.{cur} AS __old_cur, 0 AS __new FROM target t",
+            tk = prefixed("t", &key_cols),
+            h = hash("t."),
         )
     };
-    // For each (key, valid_from): a staged version that differs from the lake's wins; else the
-    // lake's stays (so reloading a file rewrites nothing).
-    let sql = format!(
-        "WITH a AS (SELECT *, {hash} AS __h FROM ({all})), \
-         b AS (SELECT *, max(CASE WHEN __new = 0 THEN __h END) OVER (PARTITION BY {key}, {vf}) AS __lake_h FROM a), \
-         c AS (SELECT *, row_number() OVER (PARTITION BY {key}, {vf} ORDER BY CASE WHEN __new = 1 AND (__h IS DISTINCT FROM __lake_h) THEN 0 WHEN __new = 0 THEN 1 ELSE 2 END) AS __pick FROM b), \
-         d AS (SELECT *, lag(__h) OVER (PARTITION BY {key} ORDER BY {vf}) AS __prev_h FROM c WHERE __pick = 1), \
-         e AS (SELECT *, (__prev_h IS NULL OR __h <> __prev_h) AS __keep FROM d), \
-         f AS (SELECT *, lead({vf}) OVER (PARTITION BY {key} ORDER BY {vf}) AS __next FROM e WHERE __keep), \
-         changes AS ( \
-           SELECT {base}, {vf}, __next AS {vt}, __next IS NULL AS {cur}, 'upsert' AS __op FROM f \
-             WHERE __new = 1 OR (__old_vt IS DISTINCT FROM __next) OR (__old_cur IS DISTINCT FROM (__next IS NULL)) \
-           UNION ALL \
-           SELECT {base}, {vf}, __old_vt AS {vt}, __old_cur AS {cur}, 'delete' AS __op FROM e WHERE NOT __keep AND __new = 0) \
-         SELECT * FROM changes",
-        base = base.join(", ")
-    );
-    let changes = ctx.sql(&sql).await.map_err(df_err(format!("{name}: computing versions")))?;
-    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-    if fresh {
-        let select = columns.iter().map(|c| datafusion::prelude::col(*c)).collect::<Vec<_>>();
-        let df = changes.select(select).map_err(df_err(&name))?;
-        return overwrite(ctx, delta, table, df, full_refresh).await.map(|c| Committed { mode: "history", ..c });
-    }
-    let rows = changes.clone().count().await.map_err(df_err(&name))? as u64;
-    if rows == 0 {
+    // Sorted narrow rows, decided in one pass (see `versions`): DataFusion's window functions
+    // over these rows emitted batches whose accounted size grew past any memory pool at 5M rows.
+    let key_text: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS VARCHAR) AS {k}")).collect();
+    let sorted = ctx
+        .sql(&format!(
+            "SELECT {kt}, {vf}, __file, __row, __h, __old_vt, __old_cur, __new FROM ({all}) \
+             ORDER BY {key}, {vf}, __new, __file DESC, __row DESC",
+            kt = key_text.join(", ")
+        ))
+        .await
+        .map_err(df_err(format!("{name}: ordering versions")))?;
+    let tz = match ctx.table("staged").await.map_err(df_err(&name))?.schema().field_with_unqualified_name(&vf) {
+        Ok(f) => match f.data_type() {
+            arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let scratch = parts_dir.with_extension("history");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let rows = crate::versions::decide(sorted, keys, &vf, tz, &scratch).await?;
+    let scratch_url = format!("{}/", scratch.to_string_lossy());
+    ctx.register_parquet("decisions", &scratch_url, ParquetReadOptions::default())
+        .await
+        .map_err(df_err(format!("{name}: reading version decisions")))?;
+    if rows == 0 && !fresh {
+        let _ = std::fs::remove_dir_all(&scratch);
         return Ok(Committed { table: name, mode: "history", rows, version: None });
     }
+    // The full rows of the decisions: staged rows by where they were read, lake rows by key.
+    let outputs = format!("d.{vf}, d.__vt AS {vt}, d.__cur AS {cur}, d.__op AS __op");
+    let key_match = |alias: &str| {
+        key_cols.iter().map(|k| format!("CAST({alias}.{k} AS VARCHAR) = d.{k}")).collect::<Vec<_>>().join(" AND ")
+    };
+    let from_staged = format!(
+        "SELECT {sb}, {outputs} FROM decisions d JOIN staged s \
+         ON d.__new = 1 AND CAST(s.{file} AS VARCHAR) = d.__file AND CAST(s.{row} AS BIGINT) = d.__row AND {sk} AND s.{vf} = d.{vf}",
+        sb = prefixed("s", &base),
+        sk = key_match("s"),
+    );
+    let sql = if fresh {
+        from_staged
+    } else {
+        format!(
+            "{from_staged} UNION ALL SELECT {tb}, {outputs} FROM decisions d JOIN target t \
+             ON d.__new = 0 AND {tk} AND t.{vf} = d.{vf}",
+            tb = prefixed("t", &base),
+            tk = key_match("t"),
+        )
+    };
+    let changes = ctx.sql(&sql).await.map_err(df_err(format!("{name}: joining version decisions")))?;
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let result = if fresh {
+        let select = columns.iter().map(|c| datafusion::prelude::col(*c)).collect::<Vec<_>>();
+        let df = changes.select(select).map_err(df_err(&name))?;
+        overwrite(ctx, delta, table, df, full_refresh).await.map(|c| Committed { mode: "history", ..c })
+    } else {
+        merge_versions(ctx, delta, table, changes, &columns, &vf, rows).await
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Merges history changes (rows with `__op` upsert or delete) on key and `valid_from`.
+async fn merge_versions(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    table: &Table,
+    changes: DataFrame,
+    columns: &[&str],
+    vf: &str,
+    rows: u64,
+) -> Result<Committed> {
+    let name = table.id.to_string();
     let delta_err = |source| Error::Delta { table: name.clone(), source };
-    let on = keys
+    let on = table
+        .unique_key
         .iter()
-        .chain(std::iter::once(&vf))
+        .map(String::as_str)
+        .chain(std::iter::once(vf))
         .map(|k| format!("target.{k} = source.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
