@@ -83,6 +83,9 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
                     tool: Some(c.tool.value.clone()),
                     timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
                     date_order,
+                    currency: Some(
+                        c.options.currency.as_ref().unwrap_or(&project.config.reporting_currency).value.clone(),
+                    ),
                 });
             }
         }
@@ -98,6 +101,7 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
                     path: file,
                     connection: args.connection.clone(),
                     tool: args.tool.clone(),
+                    currency: Some(project.config.reporting_currency.value.clone()),
                     ..Input::default()
                 });
             }

@@ -58,7 +58,7 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
             snapshot_at: 0,
         };
         let mut mapper = ShapeMapper::new(&d.shape, ctx);
-        if let Some(chunk) = r.reader.next_chunk()? {
+        if let Some(chunk) = r.reader.next_shaped(&d.shape)? {
             let missing = mapper.missing_columns(&chunk.batch.schema())?;
             if !missing.is_empty() {
                 out.push_str(&format!(

@@ -203,6 +203,7 @@ pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
     };
     let ctx = opslake_lake::read::session();
     opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref()).await.map_err(lake_err)?;
+    let missing_rates = opslake_lake::read::register_fx(&ctx).await.map_err(lake_err)?;
     let df = ctx.sql(&args.sql).await.map_err(|e| CliError::user(format!("query: {e}")))?;
     let batches = df.collect().await.map_err(|e| CliError::user(format!("query: {e}")))?;
     let internal = |e: arrow::error::ArrowError| CliError::new(opslake_schema::ErrorClass::Internal, e);
@@ -221,6 +222,12 @@ pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
             }
             writer.finish().map_err(internal)?;
         }
+    }
+    // A conversion without a rate is null in the output; say which rates were missing.
+    let missing =
+        missing_rates.lock().map(|m| m.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default();
+    for m in &missing {
+        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
     }
     Ok(())
 }

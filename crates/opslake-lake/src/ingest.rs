@@ -45,6 +45,8 @@ pub struct Input {
     pub timezone: Option<String>,
     /// The connection's order of numeric dates, overriding the tool file's.
     pub date_order: Option<DateOrder>,
+    /// The account's home currency, for records that leave theirs out (`home_currency()`).
+    pub currency: Option<String>,
 }
 
 /// How a run treats the lake.
@@ -486,11 +488,12 @@ fn read_stream(
     if let Some(order) = input.date_order {
         shape.date_order = order;
     }
+    shape.home_currency.clone_from(&input.currency);
     let mut mapper = ShapeMapper::new(&shape, file_ctx);
     let mut writers: BTreeMap<String, PartWriter> = BTreeMap::new();
     let mut missing = BTreeSet::new();
     let outcome = (|| -> Result<()> {
-        while let Some(chunk) = recognised.reader.next_chunk()? {
+        while let Some(chunk) = recognised.reader.next_shaped(&shape)? {
             missing.extend(mapper.missing_columns(&chunk.batch.schema())?);
             let result = mapper.map_chunk(&chunk)?;
             summary.rows_read += result.rows_read;

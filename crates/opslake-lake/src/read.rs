@@ -93,3 +93,34 @@ pub async fn register_lake(
     }
     Ok(names)
 }
+
+/// Registers `fx_convert(amount, from, to, date)` with `ctx`, over the rates of `ref.fx_rates`
+/// when `ctx` has that table (none otherwise: every conversion then reports its missing rate).
+/// Conversions that find no rate are collected in the returned set, for the caller to report.
+pub async fn register_fx(ctx: &SessionContext) -> Result<opslake_sources::fx::MissingRates> {
+    use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
+    let mut rates = opslake_sources::fx::FxRates::default();
+    if ctx.table_exist("ref.fx_rates").unwrap_or(false) {
+        let sql = "SELECT CAST(rate_date AS DATE), from_currency, to_currency, \
+                   CAST(rate AS DECIMAL(38, 12)) FROM ref.fx_rates WHERE NOT is_deleted";
+        let df_err = |source| Error::DataFusion { context: "reading ref.fx_rates".into(), source };
+        let batches = ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)?;
+        for b in &batches {
+            let day = b.column(0).as_any().downcast_ref::<Date32Array>();
+            let from = b.column(1).as_any().downcast_ref::<StringArray>();
+            let to = b.column(2).as_any().downcast_ref::<StringArray>();
+            let rate = b.column(3).as_any().downcast_ref::<Decimal128Array>();
+            let (Some(day), Some(from), Some(to), Some(rate)) = (day, from, to, rate) else {
+                return Err(Error::Internal { message: "ref.fx_rates has unexpected column types".into() });
+            };
+            for i in 0..b.num_rows() {
+                if !(day.is_null(i) || from.is_null(i) || to.is_null(i) || rate.is_null(i)) {
+                    rates.insert(day.value(i), from.value(i), to.value(i), rate.value(i));
+                }
+            }
+        }
+    }
+    let missing = opslake_sources::fx::MissingRates::default();
+    ctx.register_udf(opslake_sources::fx::fx_convert_udf(Arc::new(rates), Arc::clone(&missing)));
+    Ok(missing)
+}

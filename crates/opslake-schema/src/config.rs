@@ -64,6 +64,11 @@ pub struct ConnectionOptions {
     /// Order of all-numeric dates such as 2/5/24: `mdy` or `dmy`, instead of the tool file's.
     #[serde(default)]
     pub date_order: Option<Spanned<String>>,
+    /// The account's home currency (ISO 4217), for exports that leave the currency out of
+    /// records in it (QuickBooks Online and Xero without multicurrency); `reporting_currency`
+    /// when absent.
+    #[serde(default)]
+    pub currency: Option<Spanned<String>>,
 }
 
 fn spanned<T>(value: T) -> Spanned<T> {
@@ -183,6 +188,15 @@ impl ProjectConfig {
                     file,
                     tz,
                     format!("connection '{name}': timezone '{}' is not an IANA time zone", tz.value),
+                ));
+            }
+            if let Some(cur) = &c.options.currency
+                && iso_currency::Currency::from_code(&cur.value).is_none()
+            {
+                problems.push(Problem::at(
+                    file,
+                    cur,
+                    format!("connection '{name}': currency '{}' is not an ISO 4217 code", cur.value),
                 ));
             }
             if let Some(order) = &c.options.date_order

@@ -38,11 +38,13 @@ pub struct Detection {
 enum Content {
     Delimited,
     Json,
+    Xml,
 }
 
 fn content_of(sample: &str) -> Content {
     match sample.trim_start().chars().next() {
         Some('{' | '[') => Content::Json,
+        Some('<') => Content::Xml,
         _ => Content::Delimited,
     }
 }
@@ -129,7 +131,7 @@ fn try_shape<'t>(
                 .collect();
             (Some(opts.delimiter), idx, headers, rows)
         }
-        (Format::Json, Content::Json) => {
+        (Format::Json, Content::Json) | (Format::Xml, Content::Xml) => {
             let Some(doc) = json_doc else { return Err("not one JSON document".into()) };
             let records = match shape.read.records.as_deref().filter(|p| !p.is_empty()) {
                 Some(path) => match path.split('.').try_fold(doc, |v, k| v.get(k)) {
@@ -193,11 +195,11 @@ fn union_keys(rows: &[FlatRecord]) -> Vec<String> {
 
 fn first_columns(opened: &Sniff, content: Content, doc: Option<&Value>) -> String {
     let cols: Vec<String> = match (content, doc) {
-        (Content::Json, Some(Value::Array(items))) => {
+        (Content::Json | Content::Xml, Some(Value::Array(items))) => {
             items.first().map(|r| union_keys(&record_rows(r, &JsonOptions::default()))).unwrap_or_default()
         }
-        (Content::Json, Some(v)) => union_keys(&record_rows(v, &JsonOptions::default())),
-        (Content::Json, None) => opened
+        (Content::Json | Content::Xml, Some(v)) => union_keys(&record_rows(v, &JsonOptions::default())),
+        (Content::Json | Content::Xml, None) => opened
             .sample
             .lines()
             .next()
@@ -264,6 +266,15 @@ impl FileReader<'_> {
         }
     }
 
+    /// The next chunk as `shape` wants its rows: unpivoted when it says so.
+    pub fn next_shaped(&mut self, shape: &Shape) -> Result<Option<RawChunk>> {
+        let chunk = self.next_chunk()?;
+        Ok(match (&shape.read.unpivot, chunk) {
+            (Some(spec), Some(c)) => Some(crate::raw::unpivot(c, spec)),
+            (_, c) => c,
+        })
+    }
+
     /// What was passed over so far.
     pub fn stats(&self) -> ReadStats {
         match self {
@@ -299,9 +310,12 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
             message: "binary data (NUL bytes outside UTF-16): not a text export".into(),
         });
     }
-    // A JSON document is parsed once, for detection and reading alike.
+    // A JSON or XML document is parsed once, for detection and reading alike.
     let mut doc_encoding = None;
-    let (stream, doc) = if content_of(&sniff.sample) == Content::Json && !is_json_lines(&sniff.sample, sniff.complete) {
+    let content = content_of(&sniff.sample);
+    let (stream, doc) = if content == Content::Xml
+        || (content == Content::Json && !is_json_lines(&sniff.sample, sniff.complete))
+    {
         let mut bytes = Vec::new();
         opened.into_text(auto.unwrap_or(TextEncoding::Utf8)).read_to_end(&mut bytes).map_err(|e| Error::BadInput {
             file: name.clone(),
@@ -316,11 +330,15 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
                 encoding_rs::WINDOWS_1252.decode(e.as_bytes()).0.into_owned()
             }
         };
-        let doc: Value = serde_json::from_str(&text).map_err(|e| Error::BadInput {
-            file: name.clone(),
-            line: e.line() as u64,
-            message: format!("invalid JSON at column {}: {e}", e.column()),
-        })?;
+        let doc: Value = if content == Content::Xml {
+            crate::xml_reader::parse_document(&name, &text)?
+        } else {
+            serde_json::from_str(&text).map_err(|e| Error::BadInput {
+                file: name.clone(),
+                line: e.line() as u64,
+                message: format!("invalid JSON at column {}: {e}", e.column()),
+            })?
+        };
         (None, Some(doc))
     } else {
         (Some(opened), None)
@@ -347,10 +365,8 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
                     FileReader::Csv(Box::new(CsvReader::new(&name, text, csv_options(&shape, &sniff), c.header_index)?))
                 }
                 Format::Jsonl => FileReader::Lines(JsonLinesReader::new(&name, text, &json_options(&shape))),
-                Format::Json => {
-                    return Err(Error::Internal {
-                        message: format!("{name}: a JSON document shape matched JSON Lines"),
-                    });
+                Format::Json | Format::Xml => {
+                    return Err(Error::Internal { message: format!("{name}: a document shape matched a stream") });
                 }
             }
         }

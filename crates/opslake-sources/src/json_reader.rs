@@ -32,7 +32,16 @@ pub fn flatten(value: &Value, prefix: &str, out: &mut FlatRecord) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
-                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let name = if k == "#text" {
+                    // An XML element's own text beside its attributes is the element's column,
+                    // so `<CustomerRef name="Amy">3</CustomerRef>` and `<CustomerRef>3</CustomerRef>`
+                    // both give CustomerRef = 3.
+                    prefix.to_string()
+                } else if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(v, &name, out);
             }
         }
@@ -60,23 +69,35 @@ pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
     let mut base = Vec::new();
     flatten(&parent, "", &mut base);
     match children {
-        Some(Value::Array(items)) => items
+        Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
-            .map(|item| {
+            .enumerate()
+            .map(|(i, item)| {
                 let mut row = base.clone();
+                row.push((index_column(path), Some((i + 1).to_string())));
                 flatten(item, path, &mut row);
                 row
             })
             .collect(),
-        // A record without the array (or with a scalar there) is still one row.
+        // A record without the array (or with one element that XML could not tell from a
+        // scalar or an object) is still one row, the first.
         other => {
             let mut row = base;
+            let first = other.as_ref().is_some_and(|v| !v.is_null() && !matches!(v, Value::Array(_)));
+            row.push((index_column(path), first.then(|| "1".to_string())));
             if let Some(v) = other {
                 flatten(&v, path, &mut row);
             }
             vec![row]
         }
     }
+}
+
+/// The column holding an exploded element's position in its array, from 1 (null for a record
+/// whose array is missing or empty): an output that wants one row per record takes position 1
+/// or null.
+pub fn index_column(path: &str) -> String {
+    format!("{path}.#index")
 }
 
 fn take_at_path(value: &mut Value, path: &str) -> Option<Value> {
@@ -306,9 +327,27 @@ mod tests {
         let opts = JsonOptions { explode: Some("Line".into()), ..JsonOptions::default() };
         let mut r = JsonDocReader::new("i.json", Box::new(doc.as_bytes()), &opts).expect("parses");
         let c = r.next_chunk().expect("reads").expect("chunk");
-        assert_eq!(c.batch.num_rows(), 2);
+        assert_eq!(c.batch.num_rows(), 3);
         assert_eq!(col(&c, "Id").value(1), "inv1");
         assert_eq!(col(&c, "Line.Amount").value(1), "2");
+        assert_eq!(col(&c, "Line.#index").value(1), "2");
+        assert!(col(&c, "Line.#index").is_null(2), "a record with an empty array is one row with no position");
+        assert_eq!(col(&c, "Id").value(2), "inv2");
+    }
+
+    #[test]
+    fn xml_text_beside_attributes_is_the_element_column() {
+        let doc = crate::xml_reader::parse_document(
+            "p.xml",
+            r#"<R><Payment><CustomerRef name="Amy">3</CustomerRef><DepositToAccountRef>4</DepositToAccountRef></Payment></R>"#,
+        )
+        .expect("parses");
+        let opts = JsonOptions { records: Some("R.Payment".into()), ..JsonOptions::default() };
+        let mut r = JsonDocReader::from_value("p.xml", doc, &opts).expect("records");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(col(&c, "CustomerRef").value(0), "3");
+        assert_eq!(col(&c, "CustomerRef.@name").value(0), "Amy");
+        assert_eq!(col(&c, "DepositToAccountRef").value(0), "4");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod coerce;
 pub mod csv_reader;
 pub mod detect;
+pub mod fx;
 pub mod input;
 pub mod json_reader;
 pub mod mapping;
@@ -17,6 +18,7 @@ pub mod parse;
 pub mod raw;
 pub mod spec;
 pub mod udf;
+pub mod xml_reader;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -172,6 +172,7 @@ impl ShapeMapper {
             date_order: shape.date_order,
             system: file.system.clone(),
             connection: file.connection.clone(),
+            home_currency: shape.home_currency.clone(),
         };
         for f in udf::all(&udf_ctx) {
             ctx.register_udf(f);
@@ -201,10 +202,15 @@ impl ShapeMapper {
         for o in &self.shape.outputs {
             outputs.push(self.compile(o, schema)?);
         }
-        // A column any output maps is not lost; the rest travel in custom_fields.
+        // A column any output maps is not lost; the rest travel in custom_fields. An exploded
+        // element's position is the reader's, not the source's: it is not kept.
         let referenced: BTreeSet<&String> = outputs.iter().flat_map(|o| o.referenced.iter()).collect();
-        let unmapped: Vec<usize> =
-            (0..schema.fields().len()).filter(|&i| !referenced.contains(schema.field(i).name())).collect();
+        let unmapped: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| {
+                let name = schema.field(i).name();
+                !referenced.contains(name) && !name.ends_with(".#index")
+            })
+            .collect();
         for (compiled, spec) in outputs.iter_mut().zip(&self.shape.outputs) {
             if spec.custom_fields {
                 compiled.unmapped.clone_from(&unmapped);
@@ -565,7 +571,25 @@ fn null_check_input(expr: &Expr) -> Option<String> {
         return None;
     }
     let cols: BTreeSet<String> = expr.column_refs().iter().map(|c| c.name.clone()).collect();
-    if cols.len() == 1 { cols.into_iter().next() } else { None }
+    if cols.len() == 1 {
+        return cols.into_iter().next();
+    }
+    // A function of a value and its qualifiers (`stripe_amount("amount", "currency")`) loses
+    // the value when it returns null for it.
+    let mut e = expr;
+    loop {
+        e = match e {
+            Expr::Negative(inner) => inner,
+            Expr::Cast(c) => &c.expr,
+            Expr::ScalarFunction(f) => {
+                return match f.args.first() {
+                    Some(Expr::Column(c)) => Some(c.name.clone()),
+                    _ => None,
+                };
+            }
+            _ => return None,
+        };
+    }
 }
 
 fn missing_field(e: &DataFusionError) -> Option<String> {

@@ -350,6 +350,43 @@ pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
     tz.from_local_datetime(&shifted).earliest().map(|dt| dt.with_timezone(&Utc).timestamp_micros())
 }
 
+/// Digits of the minor unit Stripe's API counts amounts in for `currency`: 0 for Stripe's
+/// zero-decimal currencies, 3 for its three-decimal ones, 2 for every other ISO 4217 code.
+/// Stripe's list is not ISO 4217's exponents: ISK and HUF are counted in hundredths although
+/// ISO gives ISK none, and MGA has no minor unit at Stripe although ISO gives it two.
+pub fn stripe_minor_digits(currency: &str) -> Option<u32> {
+    const ZERO: [&str; 16] = [
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    ];
+    const THREE: [&str; 5] = ["BHD", "JOD", "KWD", "OMR", "TND"];
+    let code = currency.trim().to_ascii_uppercase();
+    iso_currency::Currency::from_code(&code)?;
+    Some(if ZERO.contains(&code.as_str()) {
+        0
+    } else if THREE.contains(&code.as_str()) {
+        3
+    } else {
+        2
+    })
+}
+
+/// A Stripe API amount (an integer count of the currency's minor unit, see
+/// [`stripe_minor_digits`]) as an exact decimal scaled to `scale` digits: `1234` USD is 12.34,
+/// `1234` JPY is 1234. An unknown currency is an error, never a guess (but zero is zero).
+pub fn parse_minor_units(s: &str, currency: &str, scale: i8) -> Parsed<i128> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    match parse_int(s) {
+        Err(_) => return err("a whole number of minor units", s),
+        // Zero is zero in any unit: a zero balance needs no currency.
+        Ok(Some(0)) => return Ok(Some(0)),
+        Ok(_) => {}
+    }
+    let Some(digits) = stripe_minor_digits(currency) else { return err("an ISO 4217 currency", currency) };
+    parse_decimal(s, scale - i8::try_from(digits).unwrap_or(0))
+}
+
 /// A trimmed, lower-cased email, or an error when `s` is not one address.
 pub fn normalize_email(s: &str) -> Parsed<String> {
     let t = s.trim();
@@ -428,6 +465,19 @@ mod tests {
     }
     fn ts(y: i32, m: u32, day: u32, h: u32, mi: u32, s: u32) -> i64 {
         micros(d(y, m, day).and_hms_opt(h, mi, s).expect("valid"))
+    }
+
+    #[test]
+    fn stripe_amounts_follow_the_currency_minor_unit() {
+        assert_eq!(parse_minor_units("123450", "usd", 2), Ok(Some(123450)));
+        assert_eq!(parse_minor_units("5000", "JPY", 2), Ok(Some(500000)));
+        assert_eq!(parse_minor_units("1500", "kwd", 3), Ok(Some(1500)));
+        assert_eq!(parse_minor_units("-250", "eur", 6), Ok(Some(-2_500_000)));
+        assert_eq!(parse_minor_units("10000", "isk", 0), Ok(Some(100)), "Stripe counts ISK in hundredths");
+        assert_eq!(parse_minor_units("", "usd", 2), Ok(None));
+        assert!(parse_minor_units("12.5", "usd", 2).is_err(), "minor units are whole");
+        assert!(parse_minor_units("100", "XYZ", 2).is_err(), "an unknown currency is not guessed");
+        assert_eq!(parse_minor_units("0", "", 2), Ok(Some(0)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 
 /// Rows per batch: memory is bounded by this times the row width, never by file size.
@@ -104,6 +104,41 @@ impl ChunkBuilder {
     }
 }
 
+/// `chunk` from wide to long (see [`crate::spec::Unpivot`]): one row per non-null cell of the
+/// columns not in `keep`, each keeping its record's row and line.
+pub fn unpivot(chunk: RawChunk, spec: &crate::spec::Unpivot) -> RawChunk {
+    let schema = chunk.batch.schema();
+    let columns: Vec<&StringArray> = chunk
+        .batch
+        .columns()
+        .iter()
+        .map(|c| c.as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8"))
+        .collect();
+    let keep: Vec<usize> = spec.keep.iter().filter_map(|k| schema.index_of(k).ok()).collect();
+    let spread: Vec<usize> = (0..columns.len()).filter(|i| !keep.contains(i)).collect();
+    let mut names: Vec<String> = keep.iter().map(|&i| schema.field(i).name().clone()).collect();
+    names.push(spec.name.clone());
+    names.push(spec.value.clone());
+    let mut b = ChunkBuilder::new(names);
+    for row in 0..chunk.batch.num_rows() {
+        for &j in &spread {
+            if columns[j].is_null(row) {
+                continue;
+            }
+            for (k, &i) in keep.iter().enumerate() {
+                b.push(k, (!columns[i].is_null(row)).then(|| columns[i].value(row)));
+            }
+            b.push(keep.len(), Some(schema.field(j).name()));
+            b.push(keep.len() + 1, Some(columns[j].value(row)));
+            b.end_row(chunk.rows[row], chunk.lines[row]);
+        }
+    }
+    for r in chunk.rejects {
+        b.reject(r);
+    }
+    b.finish()
+}
+
 /// Makes header names unique and non-empty: a repeated `Create Date` becomes
 /// `Create Date (2)`, an empty header `column_7`.
 pub fn unique_headers(raw: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -148,6 +183,34 @@ mod tests {
     fn duplicate_and_empty_headers_become_unique() {
         let h = unique_headers(["Create Date", "Phone", "Create Date", "", "Create Date"].map(String::from));
         assert_eq!(h, ["Create Date", "Phone", "Create Date (2)", "column_4", "Create Date (3)"]);
+    }
+
+    #[test]
+    fn unpivot_makes_a_row_per_filled_cell() {
+        let mut b = ChunkBuilder::new(vec!["Date".into(), "USD".into(), "JPY".into(), "column_4".into()]);
+        for (i, (d, usd, jpy)) in [("2024-01-05", Some("1.0921"), Some("158.48")), ("2024-01-04", Some("1.0944"), None)]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(0, Some(d));
+            b.push(1, usd);
+            b.push(2, jpy);
+            b.push(3, None);
+            b.end_row(i as u64 + 1, i as u64 + 2);
+        }
+        let spec = crate::spec::Unpivot { keep: vec!["Date".into()], name: "currency".into(), value: "rate".into() };
+        let long = unpivot(b.finish(), &spec);
+        assert_eq!(long.batch.num_rows(), 3);
+        assert_eq!(long.rows, [1, 1, 2]);
+        assert_eq!(long.lines, [2, 2, 3]);
+        let col = |n: &str| {
+            let c = long.batch.column_by_name(n).expect("column");
+            let c = c.as_any().downcast_ref::<StringArray>().expect("utf8");
+            (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(col("currency"), ["USD", "JPY", "USD"]);
+        assert_eq!(col("rate"), ["1.0921", "158.48", "1.0944"]);
+        assert_eq!(col("Date"), ["2024-01-05", "2024-01-05", "2024-01-04"]);
     }
 
     #[test]

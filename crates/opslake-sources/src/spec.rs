@@ -26,6 +26,8 @@ pub enum Format {
     Json,
     /// JSON Lines: one document per line.
     Jsonl,
+    /// One XML document, read as a JSON tree (see `xml_reader`).
+    Xml,
 }
 
 impl std::fmt::Display for Format {
@@ -34,6 +36,7 @@ impl std::fmt::Display for Format {
             Self::Csv => "csv",
             Self::Json => "json",
             Self::Jsonl => "jsonl",
+            Self::Xml => "xml",
         })
     }
 }
@@ -101,6 +104,22 @@ struct RawRead {
     records: Option<String>,
     #[serde(default)]
     explode: Option<String>,
+    #[serde(default)]
+    unpivot: Option<Unpivot>,
+}
+
+/// Wide to long: every column besides `keep` becomes a row of its own, with the column's name
+/// in `name` and its value in `value` (ECB rates: one column per currency). Empty cells make
+/// no row: in a wide layout they mean "no value that day", not a record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpivot {
+    /// Columns repeated on every row.
+    pub keep: Vec<String>,
+    /// Name of the column holding the unpivoted column's header.
+    pub name: String,
+    /// Name of the column holding its value.
+    pub value: String,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +165,8 @@ pub struct Shape {
     pub timezone: String,
     /// Order of numeric dates.
     pub date_order: DateOrder,
+    /// The account's home currency, set per connection (`home_currency()` in mappings).
+    pub home_currency: Option<String>,
     /// Where its rows go.
     pub outputs: Vec<Output>,
 }
@@ -175,6 +196,8 @@ pub struct ReadSpec {
     pub records: Option<String>,
     /// JSON array to explode.
     pub explode: Option<String>,
+    /// Columns to turn into rows.
+    pub unpivot: Option<Unpivot>,
 }
 
 /// One target table of a shape with its column expressions.
@@ -343,9 +366,11 @@ fn load_shape(
             short_rows: r.short_rows,
             records: r.records.clone(),
             explode: r.explode.clone(),
+            unpivot: r.unpivot.clone(),
         },
         timezone,
         date_order: s.date_order.or(raw_tool.date_order).unwrap_or_default(),
+        home_currency: None,
         outputs,
     })
 }

@@ -173,6 +173,73 @@ impl ScalarUDFImpl for KeyUdf {
     }
 }
 
+/// `stripe_amount(amount, currency)`: a Stripe API amount in minor units as decimal(38,6) in
+/// major units, by the currency's minor unit (see [`parse::stripe_minor_digits`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StripeAmountUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for StripeAmountUdf {
+    fn name(&self) -> &str {
+        "stripe_amount"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Decimal128(38, DECIMAL_SCALE))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [amount, currency] = arrays.as_slice() else {
+            return exec_err!("stripe_amount() takes two arguments: the amount in minor units and its currency");
+        };
+        let (amount, currency) = (cast(amount, &DataType::Utf8)?, cast(currency, &DataType::Utf8)?);
+        let amount = amount.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        let currency = currency.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        let mut b = Decimal128Builder::with_capacity(amount.len());
+        for i in 0..amount.len() {
+            let unit = if currency.is_null(i) { "" } else { currency.value(i) };
+            let value = (!amount.is_null(i))
+                .then(|| parse::parse_minor_units(amount.value(i), unit, DECIMAL_SCALE).ok().flatten())
+                .flatten();
+            b.append_option(value);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish().with_precision_and_scale(38, DECIMAL_SCALE)?)))
+    }
+}
+
+/// `home_currency()`: the connection's home currency (null when none is known), for records
+/// that leave their currency out because it is the account's own.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HomeCurrencyUdf {
+    signature: Signature,
+    currency: Option<String>,
+}
+
+impl ScalarUDFImpl for HomeCurrencyUdf {
+    fn name(&self) -> &str {
+        "home_currency"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let value: ArrayRef = Arc::new(StringArray::from(vec![self.currency.as_deref(); args.number_rows]));
+        Ok(ColumnarValue::Array(value))
+    }
+}
+
 /// Stable keys for every id in `ids` (null stays null).
 pub fn entity_keys(system: &str, connection: &str, ids: &ArrayRef) -> DfResult<ArrayRef> {
     let ids = cast(ids, &DataType::Utf8)?;
@@ -200,6 +267,9 @@ pub struct UdfContext {
     pub system: String,
     /// Connection name (source_connection).
     pub connection: String,
+    /// The account's home currency, when the connection declares one (or the project's
+    /// reporting currency): `home_currency()`.
+    pub home_currency: Option<String>,
 }
 
 /// Every opslake function, bound to `ctx`.
@@ -223,6 +293,11 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
         parse("normalize_email", Kind::Email),
         parse("email_domain", Kind::EmailDomain),
         parse("url_domain", Kind::UrlDomain),
+        ScalarUDF::from(StripeAmountUdf { signature: Signature::any(2, Volatility::Immutable) }),
+        ScalarUDF::from(HomeCurrencyUdf {
+            signature: Signature::nullary(Volatility::Immutable),
+            currency: ctx.home_currency.clone(),
+        }),
         ScalarUDF::from(KeyUdf {
             signature: Signature::variadic_any(Volatility::Immutable),
             system: ctx.system.clone(),
@@ -243,6 +318,7 @@ mod tests {
             date_order: DateOrder::Mdy,
             system: "salesforce".into(),
             connection: "sf".into(),
+            home_currency: Some("CAD".into()),
         };
         for f in all(&udfs) {
             ctx.register_udf(f);
@@ -270,5 +346,9 @@ mod tests {
         assert_eq!(eval("key('001')").await, parse::stable_key(["salesforce", "sf", "001"]));
         assert_eq!(eval("key(NULL)").await, "NULL");
         assert_eq!(eval("parse_decimal('n/a')").await, "NULL");
+        assert_eq!(eval("stripe_amount('123450', 'usd')").await, "1234.500000");
+        assert_eq!(eval("stripe_amount(5000, 'jpy')").await, "5000.000000");
+        assert_eq!(eval("stripe_amount('100', 'not a currency')").await, "NULL");
+        assert_eq!(eval("coalesce(NULL, home_currency())").await, "CAD");
     }
 }
