@@ -224,9 +224,8 @@ pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
         }
     }
     // A conversion without a rate is null in the output; say which rates were missing.
-    let missing =
-        missing_rates.lock().map(|m| m.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default();
-    for m in &missing {
+    let missing = missing_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for m in missing.iter() {
         eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
     }
     Ok(())

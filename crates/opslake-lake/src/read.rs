@@ -101,10 +101,13 @@ pub async fn register_fx(ctx: &SessionContext) -> Result<opslake_sources::fx::Mi
     use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
     let mut rates = opslake_sources::fx::FxRates::default();
     if ctx.table_exist("ref.fx_rates").unwrap_or(false) {
-        let sql = "SELECT CAST(rate_date AS DATE), from_currency, to_currency, \
-                   CAST(rate AS DECIMAL(38, 12)) FROM ref.fx_rates WHERE NOT is_deleted";
+        let sql = format!(
+            "SELECT CAST(rate_date AS DATE), from_currency, to_currency, \
+             CAST(rate AS DECIMAL(38, {})) FROM ref.fx_rates WHERE NOT is_deleted",
+            opslake_sources::fx::RATE_SCALE
+        );
         let df_err = |source| Error::DataFusion { context: "reading ref.fx_rates".into(), source };
-        let batches = ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)?;
+        let batches = ctx.sql(&sql).await.map_err(df_err)?.collect().await.map_err(df_err)?;
         for b in &batches {
             let day = b.column(0).as_any().downcast_ref::<Date32Array>();
             let from = b.column(1).as_any().downcast_ref::<StringArray>();

@@ -40,9 +40,14 @@ struct Decision {
 
 /// Reads `sorted` (key columns `keys` as text, `vf`, `__file`, `__row`, `__h`, `__old_vt`,
 /// `__old_cur`, `__new`, ordered by key, `vf`, `__new`, `__file` desc, `__row` desc) and
-/// writes the decisions to `out`. Returns how many.
-pub async fn decide(sorted: DataFrame, keys: &[String], vf: &str, tz: Option<Arc<str>>, out: &Path) -> Result<u64> {
+/// writes the decisions to `out`, `valid_from` and `valid_to` in `vf`'s time zone. Returns how
+/// many.
+pub async fn decide(sorted: DataFrame, keys: &[String], vf: &str, out: &Path) -> Result<u64> {
     let err = |context: &str, e: String| Error::Internal { message: format!("history {context}: {e}") };
+    let tz = match sorted.schema().field_with_unqualified_name(vf).map(|f| f.data_type()) {
+        Ok(DataType::Timestamp(_, tz)) => tz.clone(),
+        _ => None,
+    };
     let ts_type = DataType::Timestamp(TimeUnit::Microsecond, tz.clone());
     let mut fields: Vec<Field> = keys.iter().map(|k| Field::new(k, DataType::Utf8, true)).collect();
     fields.push(Field::new(vf, ts_type.clone(), true));

@@ -347,8 +347,9 @@ async fn history(
         |alias: &str, cols: &[&str]| cols.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ");
     let key_cols: Vec<&str> = keys.iter().map(String::as_str).collect();
     let fresh = full_refresh || delta.version().is_none();
-    // Narrow rows: the hash is computed below the windows, so the sorts carry no wide columns.
-    // Every staged version; the latest read of a (key, valid_from) is picked while deciding.
+    // Narrow rows: the sort carries the key, valid_from, a hash of the version and where the row
+    // is, never the wide columns. Every staged version is here; the latest read of a
+    // (key, valid_from) is picked while deciding.
     let narrow_staged = format!(
         "SELECT {key}, {vf}, CAST({file} AS VARCHAR) AS __file, CAST({row} AS BIGINT) AS __row, {h} AS __h, \
          CAST(NULL AS TIMESTAMP) AS __old_vt, CAST(NULL AS BOOLEAN) AS __old_cur, 1 AS __new FROM staged",
@@ -384,24 +385,17 @@ async fn history(
         ))
         .await
         .map_err(df_err(format!("{name}: ordering versions")))?;
-    let tz = match ctx.table("staged").await.map_err(df_err(&name))?.schema().field_with_unqualified_name(&vf) {
-        Ok(f) => match f.data_type() {
-            arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
-            _ => None,
-        },
-        Err(_) => None,
-    };
     let scratch = parts_dir.with_extension("history");
     let _ = std::fs::remove_dir_all(&scratch);
-    let rows = crate::versions::decide(sorted, keys, &vf, tz, &scratch).await?;
-    let scratch_url = format!("{}/", scratch.to_string_lossy());
-    ctx.register_parquet("decisions", &scratch_url, ParquetReadOptions::default())
-        .await
-        .map_err(df_err(format!("{name}: reading version decisions")))?;
+    let rows = crate::versions::decide(sorted, keys, &vf, &scratch).await?;
     if rows == 0 && !fresh {
         let _ = std::fs::remove_dir_all(&scratch);
         return Ok(Committed { table: name, mode: "history", rows, version: None });
     }
+    let scratch_url = format!("{}/", scratch.to_string_lossy());
+    ctx.register_parquet("decisions", &scratch_url, ParquetReadOptions::default())
+        .await
+        .map_err(df_err(format!("{name}: reading version decisions")))?;
     // The full rows of the decisions: staged rows by where they were read, lake rows by key.
     let outputs = format!("d.{vf}, d.__vt AS {vt}, d.__cur AS {cur}, d.__op AS __op");
     let key_match = |alias: &str| {

@@ -21,12 +21,15 @@ use crate::udf::DECIMAL_SCALE;
 
 /// Scale of rates (ref.fx_rates.rate is decimal(38,12)).
 pub const RATE_SCALE: u32 = 12;
-const RATE_ONE: i128 = 1_000_000_000_000;
+const RATE_ONE: i128 = 10i128.pow(RATE_SCALE);
 
 /// Rates by pair, each sorted by day (days since the epoch).
 #[derive(Debug, Default, Clone)]
 pub struct FxRates {
     pairs: BTreeMap<(String, String), Vec<(i32, i128)>>,
+    /// Every currency of a pair: the candidates for a cross rate, kept here so that a
+    /// conversion does not gather them again for each row.
+    currencies: BTreeSet<String>,
 }
 
 /// A conversion that found no rate: the pair and the day asked for.
@@ -54,21 +57,14 @@ impl FxRates {
         if rate <= 0 {
             return;
         }
-        let v = self.pairs.entry((from.to_ascii_uppercase(), to.to_ascii_uppercase())).or_default();
+        let (from, to) = (from.to_ascii_uppercase(), to.to_ascii_uppercase());
+        self.currencies.insert(from.clone());
+        self.currencies.insert(to.clone());
+        let v = self.pairs.entry((from, to)).or_default();
         match v.binary_search_by_key(&day, |(d, _)| *d) {
             Ok(i) => v[i].1 = rate,
             Err(i) => v.insert(i, (day, rate)),
         }
-    }
-
-    /// Pairs known.
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    /// True when no rate is known.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
     }
 
     fn direct(&self, from: &str, to: &str, day: i32) -> Option<i128> {
@@ -87,28 +83,35 @@ impl FxRates {
 
     /// Units of `to` for one `from` on `day` (scale 12), or `None` when no rate reaches.
     pub fn rate(&self, from: &str, to: &str, day: i32) -> Option<i128> {
-        let (from, to) = (from.trim().to_ascii_uppercase(), to.trim().to_ascii_uppercase());
-        if let Some(r) = self.one_step(&from, &to, day) {
+        self.rate_of_codes(&code(from), &code(to), day)
+    }
+
+    /// [`Self::rate`] for codes already trimmed and upper-cased.
+    fn rate_of_codes(&self, from: &str, to: &str, day: i32) -> Option<i128> {
+        if let Some(r) = self.one_step(from, to, day) {
             return Some(r);
         }
         // Cross through a currency that quotes both (ECB: every rate is per euro).
-        let bases: BTreeSet<&str> = self.pairs.keys().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect();
-        bases.into_iter().find_map(|base| {
-            let a = self.one_step(&from, base, day)?;
-            let b = self.one_step(base, &to, day)?;
+        self.currencies.iter().find_map(|base| {
+            let a = self.one_step(from, base, day)?;
+            let b = self.one_step(base, to, day)?;
             div_round(a.checked_mul(b)?, RATE_ONE)
         })
     }
 
     /// `amount` (scale 6) in `to`, or the missing rate.
     pub fn convert(&self, amount: i128, from: &str, to: &str, day: i32) -> Result<Option<i128>, MissingRate> {
-        match self.rate(from, to, day) {
+        let (from, to) = (code(from), code(to));
+        match self.rate_of_codes(&from, &to, day) {
             Some(rate) => Ok(amount.checked_mul(rate).and_then(|p| div_round(p, RATE_ONE))),
-            None => {
-                Err(MissingRate { from: from.trim().to_ascii_uppercase(), to: to.trim().to_ascii_uppercase(), day })
-            }
+            None => Err(MissingRate { from, to, day }),
         }
     }
+}
+
+/// A currency code as rates are keyed: trimmed, upper case.
+fn code(currency: &str) -> String {
+    currency.trim().to_ascii_uppercase()
 }
 
 /// `n / d` rounded half away from zero.

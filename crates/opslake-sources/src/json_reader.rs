@@ -97,7 +97,15 @@ pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
 /// whose array is missing or empty): an output that wants one row per record takes position 1
 /// or null.
 pub fn index_column(path: &str) -> String {
-    format!("{path}.#index")
+    format!("{path}{INDEX_SUFFIX}")
+}
+
+/// The suffix of [`index_column`] names.
+const INDEX_SUFFIX: &str = ".#index";
+
+/// True for a column [`index_column`] made: the reader's, not the source's.
+pub fn is_index_column(name: &str) -> bool {
+    name.ends_with(INDEX_SUFFIX)
 }
 
 fn take_at_path(value: &mut Value, path: &str) -> Option<Value> {

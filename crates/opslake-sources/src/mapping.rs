@@ -208,7 +208,7 @@ impl ShapeMapper {
         let unmapped: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| {
                 let name = schema.field(i).name();
-                !referenced.contains(name) && !name.ends_with(".#index")
+                !referenced.contains(name) && !crate::json_reader::is_index_column(name)
             })
             .collect();
         for (compiled, spec) in outputs.iter_mut().zip(&self.shape.outputs) {
