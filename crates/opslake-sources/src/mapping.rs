@@ -211,9 +211,30 @@ impl ShapeMapper {
                 !referenced.contains(name) && !crate::json_reader::is_index_column(name)
             })
             .collect();
-        for (compiled, spec) in outputs.iter_mut().zip(&self.shape.outputs) {
+        // In an exploded shape, an element's columns travel with the rows of elements (invoice
+        // lines) and the record's with the rows of records (the invoice), so each is kept once
+        // and beside the row it describes. With only one kind of output, that one takes all.
+        let element_prefix = self.shape.read.explode.as_ref().map(|p| format!("{p}."));
+        let is_element = |name: &str| element_prefix.as_ref().is_some_and(|p| name.starts_with(p.as_str()));
+        let per_element: Vec<bool> = outputs
+            .iter()
+            .map(|o| o.referenced.iter().any(|c| is_element(c) && !crate::json_reader::is_index_column(c)))
+            .collect();
+        let keeping = |element: bool| {
+            self.shape.outputs.iter().zip(&per_element).any(|(spec, e)| spec.custom_fields && *e == element)
+        };
+        let (elements_kept, records_kept) = (keeping(true), keeping(false));
+        for ((compiled, spec), element_output) in outputs.iter_mut().zip(&self.shape.outputs).zip(per_element) {
             if spec.custom_fields {
-                compiled.unmapped.clone_from(&unmapped);
+                compiled.unmapped = unmapped
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let column_is_element = is_element(schema.field(i).name());
+                        let goes_to_elements = if column_is_element { elements_kept } else { !records_kept };
+                        goes_to_elements == element_output
+                    })
+                    .collect();
             }
         }
         let outputs = Arc::new(outputs);

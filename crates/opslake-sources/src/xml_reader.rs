@@ -5,6 +5,11 @@
 //! text; an element with attributes or children is an object whose attributes are `@name`
 //! and whose text, when it has children or attributes too, is `#text`; children that repeat
 //! become an array. Namespace prefixes are dropped: exports use one namespace throughout.
+//!
+//! A plural wrapper, an element without attributes or text whose children all carry its name
+//! in the singular (`<LineItems><LineItem/>...</LineItems>`, `<Addresses><Address/>`), is the
+//! array itself, even with one child: Xero's XML and JSON then give the same tree
+//! (`LineItems: [...]`), and a list of one stays a list.
 
 use serde_json::{Map, Value};
 
@@ -33,6 +38,9 @@ fn element(node: roxmltree::Node<'_, '_>) -> Value {
     if children.is_empty() && attributes.len() == 0 {
         return if text.is_empty() { Value::Null } else { Value::String(text) };
     }
+    if attributes.len() == 0 && text.trim().is_empty() && is_plural_of_children(node, &children) {
+        return Value::Array(children.into_iter().map(element).collect());
+    }
     let mut map = Map::new();
     for a in attributes {
         map.insert(format!("@{}", a.name()), Value::String(a.value().to_string()));
@@ -56,6 +64,15 @@ fn element(node: roxmltree::Node<'_, '_>) -> Value {
         }
     }
     Value::Object(map)
+}
+
+fn is_plural_of_children(node: roxmltree::Node<'_, '_>, children: &[roxmltree::Node<'_, '_>]) -> bool {
+    let plural = node.tag_name().name();
+    let Some(first) = children.first() else { return false };
+    let one = first.tag_name().name();
+    let named = plural.strip_prefix(one).is_some_and(|rest| rest == "s" || rest == "es")
+        || one.strip_suffix('y').is_some_and(|stem| plural.strip_prefix(stem) == Some("ies"));
+    named && children.iter().all(|c| c.tag_name().name() == one)
 }
 
 #[cfg(test)]
@@ -85,6 +102,24 @@ mod tests {
         assert_eq!(inv["Line"][1]["Amount"], "5.50");
         assert!(inv["PrivateNote"].is_null());
         assert_eq!(v["IntuitResponse"]["@time"], "2013-04-23T08:30:33.426-07:00");
+    }
+
+    #[test]
+    fn plural_wrappers_are_arrays_even_with_one_child() {
+        let xml = "<Response><Invoices><Invoice><LineItems><LineItem><A>1</A></LineItem></LineItems>\
+                   <Addresses><Address><City>X</City></Address><Address/></Addresses>\
+                   <Categories><Category>c</Category></Categories>\
+                   <Contact><ContactID>7</ContactID></Contact>\
+                   <Lines kind=\"x\"><Line>1</Line></Lines><Payments/></Invoice></Invoices></Response>";
+        let v = parse_document("x.xml", xml).expect("parses");
+        let inv = &v["Response"]["Invoices"][0];
+        assert_eq!(inv["LineItems"][0]["A"], "1");
+        assert_eq!(inv["Addresses"][1], Value::Null);
+        assert_eq!(inv["Categories"][0], "c");
+        // Not plural wrappers: a single child of another name, and an element with attributes.
+        assert_eq!(inv["Contact"]["ContactID"], "7");
+        assert_eq!(inv["Lines"]["Line"], "1");
+        assert!(inv["Payments"].is_null());
     }
 
     #[test]
