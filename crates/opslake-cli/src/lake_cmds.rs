@@ -204,6 +204,10 @@ pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
     let ctx = opslake_lake::read::session();
     opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref()).await.map_err(lake_err)?;
     let missing_rates = opslake_lake::read::register_fx(&ctx).await.map_err(lake_err)?;
+    if versions.is_none() {
+        // Model tables are rebuilt whole, not versioned with runs: they are read at their latest.
+        opslake_models::execute::register_built(&ctx, &open.lake).await.map_err(|e| CliError::new(e.class(), e))?;
+    }
     let df = ctx.sql(&args.sql).await.map_err(|e| CliError::user(format!("query: {e}")))?;
     let batches = df.collect().await.map_err(|e| CliError::user(format!("query: {e}")))?;
     let internal = |e: arrow::error::ArrowError| CliError::new(opslake_schema::ErrorClass::Internal, e);

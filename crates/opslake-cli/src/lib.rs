@@ -8,6 +8,7 @@ mod ingest;
 mod init;
 mod inspect;
 mod lake_cmds;
+mod models;
 mod validate;
 
 use std::path::PathBuf;
@@ -77,6 +78,18 @@ pub enum Command {
     /// needs. Takes the lake's lock like ingest.
     #[command(after_help = "Examples:\n  opslake maintain\n  opslake maintain --retain-hours 24")]
     Maintain(lake_cmds::MaintainArgs),
+    /// Run the models of pipelines/ (in DAG order, independent ones side by side) and their
+    /// data tests. Views live in the session; tables and incremental models are Delta tables
+    /// under models/ in the lake, queryable by name. Writes target/manifest.json and
+    /// target/run_results.json.
+    #[command(
+        after_help = "Examples:\n  opslake build\n  opslake build --select +fct_pipeline_bookings_cash\n  opslake build --select tag:finance --exclude path:models/staging --full-refresh\n\nExit codes: 0 all built and tests passed (warnings allowed); 5 a model errored or a test failed; 3 the project has problems."
+    )]
+    Build(models::BuildArgs),
+    /// Run the data tests of pipelines/ against the lake as it is: generic tests declared in
+    /// YAML and singular tests in tests/. Failing rows are kept under test_failures.<test>.
+    #[command(after_help = "Examples:\n  opslake test\n  opslake test --select fct_pipeline_bookings_cash")]
+    Test(models::ModelArgs),
     /// Generate documentation.
     #[command(subcommand)]
     Docs(DocsCommand),
@@ -144,6 +157,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Query(args) => lake_cmds::query(&args).await,
         Command::Publish(args) => lake_cmds::publish(&args).await,
         Command::Maintain(args) => lake_cmds::maintain(&args).await,
+        Command::Build(args) => models::build(&args).await,
+        Command::Test(args) => models::test(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
     };
     match result {

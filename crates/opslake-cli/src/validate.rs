@@ -1,7 +1,7 @@
 //! `opslake validate`: config, contract and pipelines, every problem at once, no data read.
 
 use clap::Args;
-use opslake_models::{PIPELINES_DIR, Pipelines};
+use opslake_models::PIPELINES_DIR;
 use opslake_schema::{Contract, ErrorClass, Problem, Project, ProjectError, StorageLocation};
 use opslake_sources::ToolRegistry;
 
@@ -52,9 +52,11 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
     }
 
     let pipelines_dir = project.dir.join(PIPELINES_DIR);
-    let (pipelines, pipeline_problems) =
-        Pipelines::load(&pipelines_dir, &contract).map_err(|e| CliError::new(e.class(), e))?;
+    let vars = opslake_models::project_vars(&project.config);
+    let (compiled, pipeline_problems) =
+        opslake_models::Project::load(&pipelines_dir, &contract, vars).map_err(|e| CliError::new(e.class(), e))?;
     problems.extend(pipeline_problems);
+    let pipelines = &compiled.pipelines;
 
     match &config_name {
         Some(file) if config_parsed => {
@@ -69,9 +71,10 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
     println!("contract   {} tables in {} namespaces", contract.tables().count(), contract.namespaces().len());
     println!("tools      {}", tools.names().count());
     println!(
-        "pipelines  {}: {} model(s), {} declared source table(s)",
+        "pipelines  {}: {} model(s), {} data test(s), {} declared source table(s)",
         pipelines_dir.display(),
         pipelines.models.len(),
+        pipelines.tests.len(),
         pipelines.sources.len()
     );
 

@@ -5,16 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use opslake_schema::{Contract, Table};
 
 use crate::{Error, Lake, Result};
 
-/// A DataFusion session that reads the lake with the contract's types (Utf8, not view types).
+/// A DataFusion session that reads the lake with the contract's types (Utf8, not view types)
+/// and can plan Delta writes of its queries (models are written from it).
 pub fn session() -> SessionContext {
-    let config = SessionConfig::new().set_bool("datafusion.execution.parquet.schema_force_view_types", false);
-    SessionContext::new_with_config(config)
+    let ctx = deltalake::delta_datafusion::DeltaSessionContext::new().into_inner();
+    ctx.state_ref().write().config_mut().options_mut().execution.parquet.schema_force_view_types = false;
+    ctx
 }
 
 /// Opens a table's Delta log at its latest version, or at `version`; `None` when the table was
@@ -126,4 +128,49 @@ pub async fn register_fx(ctx: &SessionContext) -> Result<opslake_sources::fx::Mi
     let missing = opslake_sources::fx::MissingRates::default();
     ctx.register_udf(opslake_sources::fx::fx_convert_udf(Arc::new(rates), Arc::clone(&missing)));
     Ok(missing)
+}
+
+/// Registers the Delta table `id` (a model's table) with `ctx` as `sql_name`. Returns `false`
+/// when the table does not exist.
+pub async fn register_relation(
+    ctx: &SessionContext,
+    lake: &Lake,
+    id: &opslake_schema::TableId,
+    sql_name: &str,
+) -> Result<bool> {
+    let url = lake.table_url(id);
+    if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.join("_delta_log").is_dir()) {
+        return Ok(false);
+    }
+    let delta = lake.delta_table(id).await?;
+    if delta.version().is_none() {
+        return Ok(false);
+    }
+    let name = id.to_string();
+    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let provider = delta
+        .table_provider()
+        .with_session(Arc::new(ctx.state()))
+        .await
+        .map_err(|source| Error::DataFusion { context: format!("reading {name}"), source })?;
+    ctx.deregister_table(sql_name)
+        .map_err(|source| Error::DataFusion { context: format!("replacing {sql_name}"), source })?;
+    ctx.register_table(sql_name, provider)
+        .map_err(|source| Error::DataFusion { context: format!("registering {sql_name}"), source })?;
+    Ok(true)
+}
+
+/// The names of the tables directly under `prefix/` in the lake (`models/` holds one Delta
+/// table per model), sorted.
+pub async fn tables_under(lake: &Lake, prefix: &str) -> Result<Vec<String>> {
+    let path = object_store::path::Path::from(prefix);
+    let listing = lake
+        .store()
+        .list_with_delimiter(Some(&path))
+        .await
+        .map_err(|source| Error::Store { context: format!("listing {prefix}/"), source })?;
+    let mut names: Vec<String> =
+        listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+    names.sort();
+    Ok(names)
 }

@@ -476,3 +476,75 @@ fn committed(table: String, mode: &'static str, rows: u64, result: &DeltaTable) 
         result.version().ok_or_else(|| Error::Internal { message: format!("{table}: no version after commit") })?;
     Ok(Committed { table, mode, rows, version: Some(version) })
 }
+
+/// How a derived relation (a model, a test's failing rows) is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelationWrite {
+    /// The query's rows become the table's whole content; its schema may change.
+    Replace,
+    /// The query's rows are added.
+    Append,
+    /// Rows whose key matches a row of the table replace it; the others are added.
+    Merge {
+        /// The key columns.
+        keys: Vec<String>,
+    },
+}
+
+/// Writes the rows of `df` (planned in `ctx`, whose functions and tables it may use) to the
+/// Delta table `id`. Returns the commit: the rows written and the version.
+pub async fn write_relation(
+    lake: &Lake,
+    id: &opslake_schema::TableId,
+    ctx: &SessionContext,
+    df: DataFrame,
+    how: &RelationWrite,
+) -> Result<Committed> {
+    let name = id.to_string();
+    let delta = lake.delta_table(id).await?;
+    let delta_err = |source| Error::Delta { table: name.clone(), source };
+    match how {
+        RelationWrite::Replace | RelationWrite::Append => {
+            let (mode, label) = if *how == RelationWrite::Replace {
+                (SaveMode::Overwrite, "replace")
+            } else {
+                (SaveMode::Append, "append")
+            };
+            let mut write = delta
+                .write(Vec::new())
+                .with_input_plan(df.logical_plan().clone())
+                .with_session_state(Arc::new(ctx.state()))
+                .with_save_mode(mode)
+                .with_writer_properties(writer_properties());
+            if mode == SaveMode::Overwrite {
+                // A model's columns change with its SQL; a rebuild takes the new schema.
+                write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
+            }
+            let written = write.await.map_err(delta_err)?;
+            let rows = added_rows(&written).await.map_err(delta_err)?;
+            committed(name, label, rows, &written)
+        }
+        RelationWrite::Merge { keys } => {
+            let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let on = keys.iter().map(|k| format!("target.\"{k}\" = source.\"{k}\"")).collect::<Vec<_>>().join(" AND ");
+            let (merged, metrics) = delta
+                .merge(df, on)
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .with_session_state(Arc::new(ctx.state()))
+                .with_writer_properties(writer_properties())
+                .when_matched_update(|u| {
+                    cols.iter().fold(u, |u, c| u.update(format!("\"{c}\""), format!("source.\"{c}\"")))
+                })
+                .map_err(delta_err)?
+                .when_not_matched_insert(|i| {
+                    cols.iter().fold(i, |i, c| i.set(format!("\"{c}\""), format!("source.\"{c}\"")))
+                })
+                .map_err(delta_err)?
+                .await
+                .map_err(delta_err)?;
+            let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
+            committed(name, "merge", rows, &merged)
+        }
+    }
+}

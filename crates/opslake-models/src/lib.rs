@@ -1,161 +1,138 @@
-//! opslake-models: the `pipelines/` project.
+//! opslake-models: the `pipelines/` project, a dbt-shaped set of SQL models run on DataFusion.
 //!
 //! Laid out like a dbt project: `sources.yml` documents the canonical tables models read,
-//! `models/**/*.sql` are the models (one per file, named by the file), `tests/*.sql` singular
-//! data tests. [`Pipelines::load`] discovers them and checks what can be checked without running
-//! SQL: unique model names, sources that exist in the contract. Templating, the DAG and
-//! execution on DataFusion build on this.
+//! `models/**/*.sql` are the models (one per file, named by the file) with YAML properties
+//! beside them (docs, config, generic data tests), `tests/*.sql` are singular data tests.
+//! [`Project::load`] finds them, renders every template once to learn its refs and config,
+//! and builds the DAG; [`execute::build`] runs the selected models and tests against a lake.
+
+pub mod artifacts;
+pub mod compile;
+pub mod execute;
+pub mod graph;
+pub mod project;
+pub mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use opslake_schema::diag::{is_snake_case, parse_yaml};
 use opslake_schema::{Contract, ErrorClass, Problem};
-use serde::Deserialize;
-use serde_saphyr::Spanned;
+
+pub use compile::Scope;
+pub use graph::{Dag, NodeInfo};
+pub use project::{Materialized, Model, ModelConfig, Pipelines};
+pub use tests::{DataTest, Severity, TestKind};
 
 /// Default directory of the pipelines project, relative to the project.
 pub const PIPELINES_DIR: &str = "pipelines";
-const SOURCES_FILE: &str = "sources.yml";
-const MODELS_DIR: &str = "models";
 
-/// A model: one `.sql` file under `models/`.
-#[derive(Debug, Clone)]
-pub struct Model {
-    /// The file stem; what `ref()` names.
-    pub name: String,
-    /// The file.
-    pub path: PathBuf,
+/// The values `var()` returns by default: the project's reporting settings.
+pub fn project_vars(config: &opslake_schema::ProjectConfig) -> BTreeMap<String, serde_json::Value> {
+    BTreeMap::from([
+        ("reporting_currency".into(), config.reporting_currency.value.clone().into()),
+        ("reporting_timezone".into(), config.reporting_timezone.value.clone().into()),
+        ("fiscal_year_start_month".into(), config.fiscal_year_start_month.value.into()),
+    ])
 }
 
-/// The pipelines project as found on disk.
+/// What a model's template refers to, learnt by rendering it once.
 #[derive(Debug, Clone, Default)]
-pub struct Pipelines {
-    /// Every model, sorted by name.
-    pub models: Vec<Model>,
-    /// Sources declared in sources.yml as (namespace, table).
+pub struct Node {
+    /// Models it reads.
+    pub refs: Vec<String>,
+    /// Canonical tables it reads.
     pub sources: Vec<(String, String)>,
+    /// Folder default, YAML and `{{ config() }}`, in that order of precedence.
+    pub config: Option<ModelConfig>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSources {
-    #[serde(default)]
-    #[allow(dead_code)]
-    version: Option<u32>,
-    #[serde(default)]
-    sources: Vec<RawSource>,
+/// A project loaded and compiled: every template rendered once, the DAG acyclic.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// As found on disk.
+    pub pipelines: Pipelines,
+    /// What templates may refer to.
+    pub scope: Scope,
+    /// Per model (by name): what it reads and its final config.
+    pub nodes: BTreeMap<String, Node>,
+    /// Per test (by name): the models it reads.
+    pub test_refs: BTreeMap<String, Vec<String>>,
+    /// Models and their refs.
+    pub dag: Dag,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    name: Spanned<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    description: Option<String>,
-    #[serde(default)]
-    tables: Vec<RawSourceTable>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSourceTable {
-    name: Spanned<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    description: Option<String>,
-}
-
-impl Pipelines {
-    /// Loads the project in `dir`; a missing directory is an empty project. Problems (bad
-    /// names, duplicate models, unknown sources) are returned with file and line.
-    pub fn load(dir: &Path, contract: &Contract) -> Result<(Self, Vec<Problem>)> {
-        let mut problems = Vec::new();
-        let mut pipelines = Self::default();
-        if !dir.is_dir() {
-            return Ok((pipelines, problems));
-        }
-        let sources_file = dir.join(SOURCES_FILE);
-        if sources_file.is_file() {
-            let file = sources_file.display().to_string();
-            let text = read(&sources_file)?;
-            match parse_yaml::<RawSources>(&file, &text) {
-                Err(p) => problems.push(p),
-                Ok(raw) => {
-                    for source in raw.sources {
-                        let ns = source.name.value.as_str();
-                        if !contract.namespaces().contains(ns) {
-                            let known = contract.namespaces().into_iter().collect::<Vec<_>>().join(", ");
-                            problems.push(Problem::at(
-                                &file,
-                                &source.name,
-                                format!("unknown source '{ns}'; the canonical namespaces are {known}"),
-                            ));
-                            continue;
-                        }
-                        for t in source.tables {
-                            if contract.table(ns, &t.name.value).is_none() {
-                                problems.push(Problem::at(
-                                    &file,
-                                    &t.name,
-                                    format!("table '{ns}.{}' is not in the canonical contract", t.name.value),
-                                ));
-                            } else {
-                                pipelines.sources.push((ns.to_string(), t.name.value));
-                            }
-                        }
+impl Project {
+    /// Loads and compiles the project in `dir`. `vars` are what `var()` returns. Problems
+    /// (bad files, unknown refs, Jinja errors, a cycle) are returned with file and line; the
+    /// project is usable only when there are none.
+    pub fn load(
+        dir: impl Into<PathBuf>,
+        contract: &Contract,
+        vars: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(Self, Vec<Problem>)> {
+        let dir = dir.into();
+        let (pipelines, mut problems) = Pipelines::load(&dir, contract)?;
+        let scope = Scope::new(pipelines.models.iter().map(|m| m.name.clone()), contract, vars);
+        let mut nodes = BTreeMap::new();
+        for m in &pipelines.models {
+            match compile::render(&scope, &m.file(), &m.raw_sql, Some(&m.name), false) {
+                Ok(r) => {
+                    let mut config = m.config.clone();
+                    if let Some(call) = r.config {
+                        project::apply_config(&mut config, call.raw);
                     }
+                    nodes.insert(m.name.clone(), Node { refs: r.refs, sources: r.sources, config: Some(config) });
+                }
+                Err(p) => {
+                    problems.push(p);
+                    nodes.insert(m.name.clone(), Node::default());
                 }
             }
         }
-
-        let mut sql_files = Vec::new();
-        collect_sql(&dir.join(MODELS_DIR), &mut sql_files)?;
-        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for path in sql_files {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let file = path.display().to_string();
-            if !is_snake_case(&name) {
-                problems.push(Problem::in_file(
-                    &file,
-                    format!("model name '{name}' must be snake_case ([a-z][a-z0-9_]*): it becomes a table name"),
-                ));
-                continue;
+        let mut test_refs = BTreeMap::new();
+        for t in &pipelines.tests {
+            match compile::render(&scope, &t.file, &t.template(), None, false) {
+                Ok(r) => {
+                    test_refs.insert(t.name.clone(), r.refs);
+                }
+                Err(mut p) => {
+                    if !matches!(t.kind, TestKind::Singular { .. }) {
+                        // A generic test's template is ours: point at its declaration.
+                        p.line = t.line;
+                        p.message = format!("test '{}': {}", t.name, p.message);
+                    }
+                    problems.push(p);
+                }
             }
-            if let Some(first) = seen.get(&name) {
-                problems.push(Problem::in_file(
-                    &file,
-                    format!("model '{name}' is also defined in {}; model names must be unique", first.display()),
-                ));
-                continue;
-            }
-            seen.insert(name.clone(), path.clone());
-            pipelines.models.push(Model { name, path });
         }
-        pipelines.models.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((pipelines, problems))
-    }
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
-}
-
-fn collect_sql(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if !dir.is_dir() {
-        return Ok(());
-    }
-    let paths =
-        opslake_schema::files::sorted_entries(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-    for path in paths {
-        if path.is_dir() {
-            collect_sql(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "sql") {
-            out.push(path);
+        let dag = Dag::new(
+            pipelines.models.iter().map(|m| m.name.as_str()),
+            nodes.iter().flat_map(|(n, node)| node.refs.iter().map(move |r| (n.as_str(), r.as_str()))),
+        );
+        if let Some(cycle) = dag.find_cycle() {
+            let first = pipelines.model(&cycle[0]).map(Model::file).unwrap_or_default();
+            problems.push(Problem::in_file(first, format!("models form a cycle: {}", cycle.join(" -> "))));
         }
+        Ok((Self { pipelines, scope, nodes, test_refs, dag }, problems))
     }
-    Ok(())
+
+    /// The final config of model `name`.
+    pub fn config(&self, name: &str) -> ModelConfig {
+        self.nodes
+            .get(name)
+            .and_then(|n| n.config.clone())
+            .or_else(|| self.pipelines.model(name).map(|m| m.config.clone()))
+            .unwrap_or(ModelConfig { materialized: Materialized::View, unique_key: Vec::new(), tags: Vec::new() })
+    }
+
+    /// What selectors match models on.
+    pub fn node_infos(&self) -> Vec<NodeInfo> {
+        self.pipelines
+            .models
+            .iter()
+            .map(|m| NodeInfo { name: m.name.clone(), rel_path: m.rel_path.clone(), tags: self.config(&m.name).tags })
+            .collect()
+    }
 }
 
 /// Errors of this crate.
@@ -169,13 +146,44 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file of `target/` could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// What was being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `--select` or `--exclude` names nothing that exists.
+    #[error("{message}")]
+    Selector {
+        /// What is wrong.
+        message: String,
+    },
+    /// The project has problems; nothing was run.
+    #[error("the pipelines project has {} problem(s):\n{}", problems.len(), opslake_schema::diag::format_problems(problems))]
+    Invalid {
+        /// Every problem, with file and line.
+        problems: Vec<Problem>,
+    },
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(Box<opslake_lake::Error>),
+}
+
+impl From<opslake_lake::Error> for Error {
+    fn from(e: opslake_lake::Error) -> Self {
+        Self::Lake(Box::new(e))
+    }
 }
 
 impl Error {
     /// Who must act.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Io { .. } => ErrorClass::External,
+            Self::Io { .. } | Self::Write { .. } => ErrorClass::External,
+            Self::Selector { .. } | Self::Invalid { .. } => ErrorClass::User,
+            Self::Lake(e) => e.class(),
         }
     }
 }
@@ -184,7 +192,9 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
-mod tests {
+mod unit {
+    use std::path::Path;
+
     use super::*;
 
     fn write(dir: &Path, rel: &str, text: &str) {
@@ -221,5 +231,54 @@ mod tests {
         let contract = Contract::embedded().expect("contract");
         let (pipelines, problems) = Pipelines::load(Path::new("/nonexistent/pipelines"), &contract).expect("loads");
         assert!(pipelines.models.is_empty() && problems.is_empty());
+    }
+
+    #[test]
+    fn compiles_config_tests_and_reports_cycles_and_bad_yaml() {
+        let contract = Contract::embedded().expect("contract");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "models/staging/stg_a.sql", "select * from {{ source('finance', 'payments') }}");
+        write(dir.path(), "models/marts/fct_b.sql", "{{ config(tags=['finance']) }}select * from {{ ref('stg_a') }}");
+        write(
+            dir.path(),
+            "models/marts/_marts__models.yml",
+            "version: 2\nmodels:\n  - name: fct_b\n    description: B.\n    config: {materialized: incremental, unique_key: id}\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\n      - name: kind\n        data_tests:\n          - accepted_values: {values: [a, b], config: {severity: warn}}\n          - relationships: {to: \"ref('stg_a')\", field: kind}\n          - not_nul\n  - name: fct_c\n",
+        );
+        write(dir.path(), "tests/assert_positive.sql", "select * from {{ ref('fct_b') }} where amount < 0");
+        let (project, problems) = Project::load(dir.path(), &contract, BTreeMap::new()).expect("loads");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert_eq!(problems.len(), 2, "{text}");
+        assert!(text.contains("_marts__models.yml:13:13: unknown test 'not_nul' (did you mean 'not_null'?)"), "{text}");
+        assert!(
+            text.contains("_marts__models.yml:14:11: no model 'fct_c' in models/ (did you mean 'fct_b'?)"),
+            "{text}"
+        );
+        let cfg = project.config("fct_b");
+        assert_eq!(cfg.materialized, Materialized::Incremental);
+        assert_eq!(
+            (cfg.unique_key.as_slice(), cfg.tags.as_slice()),
+            (&["id".to_string()][..], &["finance".to_string()][..])
+        );
+        assert_eq!(project.config("stg_a").materialized, Materialized::View);
+        let names: Vec<&str> = project.pipelines.tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "accepted_values_fct_b_kind",
+                "assert_positive",
+                "not_null_fct_b_id",
+                "relationships_fct_b_kind__kind",
+                "unique_fct_b_id"
+            ]
+        );
+        assert_eq!(project.test_refs["relationships_fct_b_kind__kind"], ["fct_b", "stg_a"]);
+
+        write(dir.path(), "models/staging/stg_a.sql", "select * from {{ ref('fct_b') }}");
+        let (_, problems) = Project::load(dir.path(), &contract, BTreeMap::new()).expect("loads");
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(
+            text.contains("models form a cycle: fct_b -> stg_a -> fct_b") || text.contains("stg_a -> fct_b -> stg_a"),
+            "{text}"
+        );
     }
 }

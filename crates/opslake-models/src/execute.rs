@@ -1,0 +1,556 @@
+//! Running models and tests against a lake, on DataFusion.
+//!
+//! One session reads the canonical tables (`crm.opportunities`), the system tables and every
+//! model: views are registered in the session, tables and incremental models are Delta tables
+//! under `models/<name>` in the lake, registered by their bare name. Models run in DAG order,
+//! independent ones side by side (`threads`); a failed model skips its descendants and nothing
+//! else. Tests run after the models they read; their failing rows are kept in the lake under
+//! `test_failures/<test>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use opslake_lake::Lake;
+use opslake_lake::write::{RelationWrite, write_relation};
+use opslake_schema::{Contract, TableId};
+use opslake_sources::udf::UdfContext;
+use serde::Serialize;
+
+use crate::compile::render;
+use crate::project::{Materialized, Model};
+use crate::tests::{DataTest, Severity};
+use crate::{Error, Project, Result};
+
+/// Lake namespace of model tables.
+pub const MODELS_NAMESPACE: &str = "models";
+/// Lake namespace of the failing rows of tests.
+pub const TEST_FAILURES_NAMESPACE: &str = "test_failures";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Selectors of models (all when empty).
+    pub select: Vec<String>,
+    /// Selectors of models to leave out.
+    pub exclude: Vec<String>,
+    /// Rebuild incremental models from scratch.
+    pub full_refresh: bool,
+    /// Models run side by side at most.
+    pub threads: usize,
+    /// Run the selected models.
+    pub run_models: bool,
+    /// Run the tests of the selected models.
+    pub run_tests: bool,
+    /// Where compiled SQL and artifacts go (`target/`).
+    pub target_dir: PathBuf,
+    /// The functions' time zone and currency.
+    pub udf: UdfContext,
+}
+
+/// The outcome of one node, as dbt's run_results.json spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A model was built.
+    Success,
+    /// A model or a test could not run.
+    Error,
+    /// Not run: something it reads failed.
+    Skipped,
+    /// A test found no offending row.
+    Pass,
+    /// A test of severity error found offending rows.
+    Fail,
+    /// A test of severity warn found offending rows.
+    Warn,
+}
+
+/// One node's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    /// `model.<name>` or `test.<name>`.
+    pub unique_id: String,
+    /// The model or test.
+    pub name: String,
+    /// `model` or `test`.
+    pub resource_type: &'static str,
+    /// What happened.
+    pub status: Status,
+    /// For people: what was built, or what went wrong and where.
+    pub message: String,
+    /// How a model was kept (view, table, incremental), and for incremental models how it
+    /// was written this time (`replace`, `merge`, `append`).
+    pub materialized: Option<String>,
+    /// Rows a table or incremental model wrote.
+    pub rows_affected: Option<u64>,
+    /// Offending rows a test found.
+    pub failures: Option<u64>,
+    /// The compiled SQL file under target/.
+    pub compiled_path: Option<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub completed_at: DateTime<Utc>,
+    /// Seconds.
+    pub execution_time: f64,
+}
+
+/// The whole build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// Id of this invocation.
+    pub invocation_id: String,
+    /// Every node run or skipped, in the order they finished.
+    pub results: Vec<NodeResult>,
+    /// Seconds.
+    pub elapsed_time: f64,
+}
+
+impl BuildReport {
+    /// True when a model errored or an error-severity test failed.
+    pub fn failed(&self) -> bool {
+        self.results.iter().any(|r| matches!(r.status, Status::Error | Status::Fail))
+    }
+}
+
+/// Progress of a build.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A node starts: its position among `total`.
+    Started {
+        /// 1-based.
+        index: usize,
+        /// Nodes in this build.
+        total: usize,
+        /// `model` or `test`.
+        resource_type: &'static str,
+        /// Its name.
+        name: &'a str,
+    },
+    /// A node finished.
+    Finished {
+        /// 1-based, as started.
+        index: usize,
+        /// Nodes in this build.
+        total: usize,
+        /// Its result.
+        result: &'a NodeResult,
+    },
+}
+
+/// The table id of model `name` in the lake.
+pub fn model_table(name: &str) -> TableId {
+    TableId { namespace: MODELS_NAMESPACE.into(), name: name.into() }
+}
+
+/// A session over `lake`: canonical and system tables, opslake's functions (fx_convert over
+/// the lake's rates), and every model table already built, by its bare name.
+pub async fn session(lake: &Lake, contract: &Contract, udf: &UdfContext) -> Result<SessionContext> {
+    let ctx = opslake_lake::read::session();
+    opslake_lake::read::register_lake(&ctx, lake, contract, None).await?;
+    opslake_lake::read::register_fx(&ctx).await?;
+    for f in opslake_sources::udf::all(udf) {
+        ctx.register_udf(f);
+    }
+    register_built(&ctx, lake).await?;
+    Ok(ctx)
+}
+
+/// Registers what builds wrote: every model table by its bare name, and the failing rows of
+/// tests as `test_failures.<test>`. Returns the names registered.
+pub async fn register_built(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for name in opslake_lake::read::tables_under(lake, MODELS_NAMESPACE).await? {
+        if opslake_lake::read::register_relation(ctx, lake, &model_table(&name), &name).await? {
+            names.push(name);
+        }
+    }
+    let failures = opslake_lake::read::tables_under(lake, TEST_FAILURES_NAMESPACE).await?;
+    if !failures.is_empty() {
+        let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
+        if catalog.schema(TEST_FAILURES_NAMESPACE).is_none() {
+            let schema = std::sync::Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+            catalog.register_schema(TEST_FAILURES_NAMESPACE, schema).map_err(|source| {
+                opslake_lake::Error::DataFusion { context: "registering test_failures".into(), source }
+            })?;
+        }
+    }
+    for name in failures {
+        let id = TableId { namespace: TEST_FAILURES_NAMESPACE.into(), name: name.clone() };
+        let sql_name = id.to_string();
+        if opslake_lake::read::register_relation(ctx, lake, &id, &sql_name).await? {
+            names.push(sql_name);
+        }
+    }
+    Ok(names)
+}
+
+/// Runs the selected models (and their tests, with `run_tests`) of `project` against `lake`,
+/// under the lake's lock (`lock`, renewed as nodes finish). Compiled SQL goes to
+/// `target/compiled/`.
+pub async fn build(
+    project: &Project,
+    lake: &Lake,
+    contract: &Contract,
+    options: &BuildOptions,
+    lock: &mut opslake_lake::lock::LakeLock,
+    progress: &(dyn Fn(Event<'_>) + Send + Sync),
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    let invocation_id = uuid_v7();
+    let selected = project
+        .dag
+        .select(&project.node_infos(), &options.select, &options.exclude)
+        .map_err(|message| Error::Selector { message })?;
+    let ctx = session(lake, contract, &options.udf).await?;
+    let models: Vec<String> = if options.run_models { project.dag.order(&selected) } else { Vec::new() };
+    let tests: Vec<&DataTest> = if options.run_tests {
+        let no_selection = options.select.iter().all(|s| s.trim().is_empty()) && options.exclude.is_empty();
+        project
+            .pipelines
+            .tests
+            .iter()
+            .filter(|t| {
+                let refs = project.test_refs.get(&t.name).map(Vec::as_slice).unwrap_or_default();
+                no_selection || refs.iter().any(|r| selected.contains(r))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Views the selection reads but does not rebuild live only in sessions: define them.
+    let unselected_views: BTreeSet<String> = project
+        .pipelines
+        .models
+        .iter()
+        .filter(|m| !models.contains(&m.name) && project.config(&m.name).materialized == Materialized::View)
+        .map(|m| m.name.clone())
+        .collect();
+    for name in project.dag.order(&unselected_views) {
+        let model = project.pipelines.model(&name).expect("selected models exist");
+        // A view that does not compile stays undefined: what reads it fails with 'table not
+        // found', and building the view itself (`--select +model`) shows its own error.
+        if let Ok(sql) = compile_to_target(project, model, false, &options.target_dir)
+            && let Ok(df) = ctx.sql(&sql).await
+        {
+            let _ = ctx.deregister_table(name.as_str());
+            let _ = ctx.register_table(name.as_str(), df.into_view());
+        }
+    }
+
+    let total = models.len() + tests.len();
+    let mut results: Vec<NodeResult> = Vec::new();
+    let mut outcome: BTreeMap<String, Status> = BTreeMap::new();
+    let mut pending: Vec<String> = models.clone();
+    let mut running = FuturesUnordered::new();
+    let mut next_index = 0;
+    let threads = options.threads.max(1);
+    while !pending.is_empty() || !running.is_empty() {
+        // Start what is ready, skip what cannot run, up to `threads` at a time.
+        let mut i = 0;
+        while i < pending.len() {
+            let name = pending[i].clone();
+            let parents: Vec<&String> = project.dag.parents(&name).filter(|p| models.contains(*p)).collect();
+            if let Some(bad) =
+                parents.iter().find(|p| matches!(outcome.get(p.as_str()), Some(Status::Error | Status::Skipped)))
+            {
+                pending.remove(i);
+                next_index += 1;
+                let now = Utc::now();
+                let r = NodeResult {
+                    unique_id: format!("model.{name}"),
+                    name: name.clone(),
+                    resource_type: "model",
+                    status: Status::Skipped,
+                    message: format!("skipped: it reads {bad}, which did not build"),
+                    materialized: Some(project.config(&name).materialized.as_str().into()),
+                    rows_affected: None,
+                    failures: None,
+                    compiled_path: None,
+                    started_at: now,
+                    completed_at: now,
+                    execution_time: 0.0,
+                };
+                progress(Event::Finished { index: next_index, total, result: &r });
+                outcome.insert(name, Status::Skipped);
+                results.push(r);
+                continue;
+            }
+            let ready = parents.iter().all(|p| outcome.get(p.as_str()) == Some(&Status::Success));
+            if ready && running.len() < threads {
+                pending.remove(i);
+                next_index += 1;
+                let index = next_index;
+                progress(Event::Started { index, total, resource_type: "model", name: &name });
+                let model = project.pipelines.model(&name).expect("selected models exist");
+                let ctx = ctx.clone();
+                running.push(async move {
+                    let r = run_model(project, model, lake, &ctx, options).await;
+                    (index, r)
+                });
+                continue;
+            }
+            i += 1;
+        }
+        let Some((index, r)) = running.next().await else { continue };
+        lock.renew_if_due().await?;
+        progress(Event::Finished { index, total, result: &r });
+        outcome.insert(r.name.clone(), r.status);
+        results.push(r);
+    }
+
+    for t in tests {
+        next_index += 1;
+        let refs = project.test_refs.get(&t.name).cloned().unwrap_or_default();
+        if let Some(bad) =
+            refs.iter().find(|r| matches!(outcome.get(r.as_str()), Some(Status::Error | Status::Skipped)))
+        {
+            let now = Utc::now();
+            let r = NodeResult {
+                unique_id: format!("test.{}", t.name),
+                name: t.name.clone(),
+                resource_type: "test",
+                status: Status::Skipped,
+                message: format!("skipped: {bad} did not build"),
+                materialized: None,
+                rows_affected: None,
+                failures: None,
+                compiled_path: None,
+                started_at: now,
+                completed_at: now,
+                execution_time: 0.0,
+            };
+            progress(Event::Finished { index: next_index, total, result: &r });
+            results.push(r);
+            continue;
+        }
+        progress(Event::Started { index: next_index, total, resource_type: "test", name: &t.name });
+        let r = run_test(project, t, lake, &ctx, options).await;
+        lock.renew_if_due().await?;
+        progress(Event::Finished { index: next_index, total, result: &r });
+        results.push(r);
+    }
+    Ok(BuildReport { invocation_id, results, elapsed_time: started.elapsed().as_secs_f64() })
+}
+
+fn uuid_v7() -> String {
+    opslake_lake::ingest::RunContext::start().run_id
+}
+
+/// Renders `model` and writes the SQL to `target/compiled/<path>`. Returns the SQL.
+fn compile_to_target(project: &Project, model: &Model, incremental: bool, target: &Path) -> Result<String, String> {
+    let r = render(&project.scope, &model.file(), &model.raw_sql, Some(&model.name), incremental)
+        .map_err(|p| p.to_string())?;
+    let path = target.join("compiled").join(&model.rel_path);
+    write_file(&path, &r.sql).map_err(|e| e.to_string())?;
+    Ok(r.sql)
+}
+
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
+    }
+    std::fs::write(path, text).map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+async fn run_model(
+    project: &Project,
+    model: &Model,
+    lake: &Lake,
+    ctx: &SessionContext,
+    options: &BuildOptions,
+) -> NodeResult {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let config = project.config(&model.name);
+    let id = model_table(&model.name);
+    let compiled_rel = format!("compiled/{}", model.rel_path);
+    let mut result = NodeResult {
+        unique_id: format!("model.{}", model.name),
+        name: model.name.clone(),
+        resource_type: "model",
+        status: Status::Error,
+        message: String::new(),
+        materialized: Some(config.materialized.as_str().into()),
+        rows_affected: None,
+        failures: None,
+        compiled_path: Some(options.target_dir.join(&compiled_rel).display().to_string()),
+        started_at,
+        completed_at: started_at,
+        execution_time: 0.0,
+    };
+    let outcome = async {
+        // The session registered every model table the lake holds when it opened.
+        let exists =
+            config.materialized == Materialized::Incremental && ctx.table_exist(model.name.as_str()).unwrap_or(false);
+        let incremental = config.materialized == Materialized::Incremental && exists && !options.full_refresh;
+        let sql = compile_to_target(project, model, incremental, &options.target_dir)
+            .map_err(|message| Failure { message })?;
+        let df = ctx.sql(&sql).await.map_err(|e| Failure::sql(model, &compiled_rel, &e))?;
+        match config.materialized {
+            Materialized::View => {
+                let _ = ctx.deregister_table(model.name.as_str());
+                ctx.register_table(model.name.as_str(), df.into_view())
+                    .map_err(|e| Failure::sql(model, &compiled_rel, &e))?;
+                Ok::<_, Failure>((None, "created view".to_string(), None))
+            }
+            Materialized::Table | Materialized::Incremental => {
+                let how = if !incremental {
+                    RelationWrite::Replace
+                } else if config.unique_key.is_empty() {
+                    RelationWrite::Append
+                } else {
+                    RelationWrite::Merge { keys: config.unique_key.clone() }
+                };
+                let committed = write_relation(lake, &id, ctx, df, &how).await.map_err(|e| {
+                    let hint = if incremental {
+                        " (if the model's columns changed, rebuild it with --full-refresh)"
+                    } else {
+                        ""
+                    };
+                    Failure { message: format!("{}: {e}{hint}", model.file()) }
+                })?;
+                opslake_lake::read::register_relation(ctx, lake, &id, &model.name).await?;
+                let verb = match how {
+                    RelationWrite::Replace => "created table",
+                    RelationWrite::Append => "appended to",
+                    RelationWrite::Merge { .. } => "merged into",
+                };
+                Ok((Some(committed.rows), format!("{verb} {}", model.name), Some(committed.mode.to_string())))
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok((rows, message, how)) => {
+            result.status = Status::Success;
+            result.rows_affected = rows;
+            result.message = message;
+            if config.materialized == Materialized::Incremental {
+                result.materialized = Some(format!("incremental ({})", how.unwrap_or_default()));
+            }
+        }
+        Err(f) => result.message = f.message,
+    }
+    result.completed_at = Utc::now();
+    result.execution_time = clock.elapsed().as_secs_f64();
+    result
+}
+
+/// Why a node failed, for people.
+struct Failure {
+    message: String,
+}
+
+impl Failure {
+    /// A planning or execution error of `model`'s SQL. DataFusion names the line of the
+    /// compiled SQL for syntax errors; the compiled file keeps the template's lines.
+    fn sql(model: &Model, compiled: &str, e: &datafusion::error::DataFusionError) -> Self {
+        let text = e.to_string();
+        let line = sql_error_line(&text).map(|l| format!(":{l}")).unwrap_or_default();
+        Self { message: format!("{}{line}: {text} (compiled SQL: target/{compiled})", model.file()) }
+    }
+}
+
+impl From<opslake_lake::Error> for Failure {
+    fn from(e: opslake_lake::Error) -> Self {
+        Self { message: e.to_string() }
+    }
+}
+
+/// The line sqlparser reports (`... at Line: 3, Column: 7`).
+fn sql_error_line(text: &str) -> Option<u64> {
+    let rest = &text[text.find("Line: ")? + 6..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+async fn run_test(
+    project: &Project,
+    test: &DataTest,
+    lake: &Lake,
+    ctx: &SessionContext,
+    options: &BuildOptions,
+) -> NodeResult {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let compiled_rel = format!("compiled/tests/{}.sql", test.name);
+    let mut result = NodeResult {
+        unique_id: format!("test.{}", test.name),
+        name: test.name.clone(),
+        resource_type: "test",
+        status: Status::Error,
+        message: String::new(),
+        materialized: None,
+        rows_affected: None,
+        failures: None,
+        compiled_path: Some(options.target_dir.join(&compiled_rel).display().to_string()),
+        started_at,
+        completed_at: started_at,
+        execution_time: 0.0,
+    };
+    let outcome = async {
+        let rendered = render(&project.scope, &test.file, &test.template(), None, false)
+            .map_err(|p| Failure { message: p.to_string() })?;
+        write_file(&options.target_dir.join(&compiled_rel), &rendered.sql)
+            .map_err(|e| Failure { message: e.to_string() })?;
+        let at = format!("{}:{}", test.file, test.line);
+        let df = ctx
+            .sql(&rendered.sql)
+            .await
+            .map_err(|e| Failure { message: format!("{at}: {e} (compiled SQL: target/{compiled_rel})") })?;
+        let failures = df.clone().count().await.map_err(|e| Failure { message: format!("{at}: {e}") })? as u64;
+        // The offending rows are kept for inspection; a pass empties the previous failures.
+        let id = TableId { namespace: TEST_FAILURES_NAMESPACE.into(), name: test.name.clone() };
+        let stored = write_relation(lake, &id, ctx, df, &RelationWrite::Replace).await;
+        Ok::<_, Failure>((failures, stored.err().map(|e| e.to_string())))
+    }
+    .await;
+    match outcome {
+        Ok((failures, store_error)) => {
+            result.failures = Some(failures);
+            result.status = match (failures, test.severity) {
+                (0, _) => Status::Pass,
+                (_, Severity::Error) => Status::Fail,
+                (_, Severity::Warn) => Status::Warn,
+            };
+            let what = match (&test.model, &test.column) {
+                (Some(m), Some(c)) => format!("{} of {m}.{c}", test.kind.name()),
+                _ => test.name.clone(),
+            };
+            result.message = if failures == 0 {
+                format!("{what}: no offending row")
+            } else {
+                format!(
+                    "{what}: {failures} offending row(s) (declared at {}:{}); see test_failures.{}",
+                    test.file, test.line, test.name
+                )
+            };
+            if let Some(e) = store_error {
+                result.message.push_str(&format!(" (failing rows not stored: {e})"));
+            }
+        }
+        Err(f) => result.message = f.message,
+    }
+    result.completed_at = Utc::now();
+    result.execution_time = clock.elapsed().as_secs_f64();
+    result
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn sql_error_lines_are_read_from_sqlparser_messages() {
+        assert_eq!(
+            sql_error_line("SQL error: ParserError(\"Expected: end of statement, found: x at Line: 3, Column: 7\")"),
+            Some(3)
+        );
+        assert_eq!(sql_error_line("Schema error: No field named y."), None);
+    }
+}
