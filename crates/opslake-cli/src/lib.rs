@@ -63,7 +63,8 @@ pub enum Command {
     )]
     Runs(lake_cmds::RunsArgs),
     /// Run SQL against the lake: canonical tables as namespace.table, system tables as
-    /// _rejects, _runs, _run_files, _run_tables.
+    /// _rejects, _runs, _run_files, _run_tables, model tables by name, failing rows of data
+    /// tests as test_failures.<test>.
     #[command(
         after_help = "Examples:\n  opslake query \"SELECT count(*) FROM crm.people\"\n  opslake query --as-of 01937c1e-... \"SELECT stage, count(*) FROM crm.opportunities WHERE is_current GROUP BY stage\"\n  opslake query --format csv \"SELECT * FROM _rejects\" > rejects.csv"
     )]

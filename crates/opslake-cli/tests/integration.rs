@@ -224,3 +224,69 @@ mod ingest {
         assert!(stdout.contains("Panadería Ñandú"), "{stdout}");
     }
 }
+
+mod models {
+    use super::*;
+
+    /// The repository's own project: its sample exports ingested, then its pipelines built,
+    /// as the README's commands do.
+    #[test]
+    fn the_example_mart_builds_from_the_sample_exports() {
+        let root = opslake_testkit::repo_root();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lake = tmp.path().join("lake").display().to_string();
+        let target = tmp.path().join("target");
+        let out = opslake(&["ingest", "--lake", &lake], &root);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let out = opslake(&["build", "--lake", &lake, "--target", &target.display().to_string()], &root);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("OK    table model fct_pipeline_bookings_cash"), "{stdout}");
+
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(target.join("run_results.json")).expect("run_results"))
+                .expect("JSON");
+        let statuses: Vec<(String, String)> = results["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                (r["unique_id"].as_str().unwrap_or_default().into(), r["status"].as_str().unwrap_or_default().into())
+            })
+            .collect();
+        assert!(
+            statuses.iter().filter(|(id, _)| id.starts_with("model.")).all(|(_, s)| s == "success"),
+            "{statuses:?}"
+        );
+        assert!(statuses.iter().all(|(_, s)| s != "fail" && s != "error"), "{statuses:?}");
+        // Deals in currencies the sample rates do not cover are counted, not summed: a warning.
+        assert!(statuses.contains(&(
+            "test.opslake.accepted_values_fct_pipeline_bookings_cash_amounts_without_rate".into(),
+            "warn".into()
+        )));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(target.join("manifest.json")).expect("manifest"))
+                .expect("JSON");
+        assert_eq!(
+            manifest["parent_map"]["model.opslake.fct_pipeline_bookings_cash"],
+            serde_json::json!(["model.opslake.stg_crm__opportunities", "model.opslake.stg_finance__payments"])
+        );
+
+        // The Pipedrive sample's open deal of 9,999 EUR closing 2018-08-01, at the ECB sample's
+        // latest rate on or before that day (1.4721 USD per EUR, 2007-12-31): 14,719.5279 USD.
+        // Bookings: the one won deal whose currency has a rate, Pipedrive's 1,500 USD.
+        let out = opslake(
+            &[
+                "query",
+                "--lake",
+                &lake,
+                "--format",
+                "csv",
+                "SELECT CAST(pipeline AS VARCHAR) AS p, (SELECT CAST(sum(bookings) AS VARCHAR) FROM fct_pipeline_bookings_cash) AS b \
+                 FROM fct_pipeline_bookings_cash WHERE month = DATE '2018-08-01'",
+            ],
+            &root,
+        );
+        assert_eq!(text(&out.stdout), "p,b\n14719.527900,1500.000000\n", "{}", text(&out.stderr));
+    }
+}
