@@ -106,6 +106,11 @@ pub enum DocsCommand {
         #[arg(long, default_value = "docs/schema")]
         out: PathBuf,
     },
+    /// Write the documentation site of the project: one HTML page (index.html) with the
+    /// lineage graph, every model with its columns, tests and SQL, and the canonical tables.
+    /// It opens from the file system; no server needed. Reads no data.
+    #[command(after_help = "Examples:\n  opslake docs build\n  opslake docs build acme --out site/")]
+    Build(models::DocsArgs),
 }
 
 /// Which project a command works on.
@@ -161,6 +166,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Build(args) => models::build(&args).await,
         Command::Test(args) => models::test(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
+        Command::Docs(DocsCommand::Build(args)) => models::docs(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

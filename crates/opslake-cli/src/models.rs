@@ -154,3 +154,36 @@ fn print_event(e: Event<'_>) {
         }
     }
 }
+
+/// Arguments of `opslake docs build`.
+#[derive(Debug, Args)]
+pub struct DocsArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Directory to write index.html into. Default `<project>/target/docs`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn docs(args: &DocsArgs) -> Result<(), CliError> {
+    let project = args.project.open()?;
+    let contract = opslake_schema::Contract::embedded().map_err(CliError::from_schema)?;
+    let vars = opslake_models::project_vars(&project.config);
+    let (compiled, problems) =
+        Project::load(project.dir.join(PIPELINES_DIR), &contract, vars).map_err(|e| CliError::new(e.class(), e))?;
+    if !problems.is_empty() {
+        return Err(CliError::new(ErrorClass::User, opslake_models::Error::Invalid { problems }));
+    }
+    let out = args.out.clone().unwrap_or_else(|| project.dir.join("target").join("docs"));
+    std::fs::create_dir_all(&out).map_err(|e| CliError::io(&out, e))?;
+    let page = out.join("index.html");
+    std::fs::write(&page, opslake_models::docs::site(&compiled, &contract)).map_err(|e| CliError::io(&page, e))?;
+    println!(
+        "wrote {} ({} models, {} tests, {} canonical tables)",
+        page.display(),
+        compiled.pipelines.models.len(),
+        compiled.pipelines.tests.len(),
+        contract.tables().count()
+    );
+    Ok(())
+}

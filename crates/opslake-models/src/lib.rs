@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod compile;
+pub mod docs;
 pub mod execute;
 pub mod graph;
 pub mod project;
