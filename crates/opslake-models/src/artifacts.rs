@@ -54,8 +54,9 @@ pub fn manifest(project: &Project, invocation_id: &str) -> Value {
         for (ns, t) in &node.sources {
             let id = source_id(ns, t);
             sources.entry(id.clone()).or_insert_with(|| {
+                let relation = if ns == crate::compile::SYSTEM_SOURCE { t.clone() } else { format!("{ns}.{t}") };
                 json!({"unique_id": id, "resource_type": "source", "source_name": ns, "name": t,
-                       "relation_name": format!("{ns}.{t}")})
+                       "relation_name": relation})
             });
             depends.push(id);
         }

@@ -11,6 +11,9 @@ use opslake_schema::{Contract, Problem};
 
 use crate::project::{Materialized, OneOrMany, RawConfig, did_you_mean};
 
+/// The source name of opslake's own tables: `{{ source('opslake', '_rejects') }}`.
+pub const SYSTEM_SOURCE: &str = "opslake";
+
 /// What templates may refer to.
 #[derive(Debug, Clone)]
 pub struct Scope {
@@ -28,7 +31,9 @@ impl Scope {
     ) -> Self {
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for t in contract.tables().chain(contract.system_tables()) {
-            tables.entry(t.id.namespace.clone()).or_default().insert(t.id.name.clone());
+            // System tables have no namespace; templates name them as the source `opslake`.
+            let ns = if t.id.namespace.is_empty() { SYSTEM_SOURCE } else { t.id.namespace.as_str() };
+            tables.entry(ns.to_string()).or_default().insert(t.id.name.clone());
         }
         Self { models: Arc::new(models.into_iter().collect()), tables: Arc::new(tables), vars: Arc::new(vars) }
     }
@@ -109,7 +114,7 @@ pub fn render(
         if !c.sources.contains(&pair) {
             c.sources.push(pair);
         }
-        Ok(format!("{ns}.{table}"))
+        Ok(if ns == SYSTEM_SOURCE { table } else { format!("{ns}.{table}") })
     });
 
     let cap = Arc::clone(&capture);
@@ -203,6 +208,8 @@ mod unit {
         assert_eq!(r.refs, ["stg_payments"]);
         assert_eq!(r.sources, [("crm".to_string(), "opportunities".to_string())]);
         assert!(r.sql.contains("FROM stg_payments JOIN crm.opportunities"), "{}", r.sql);
+        let system = render(&scope(), "m.sql", "select * from {{ source('opslake', '_rejects') }}", None, false);
+        assert_eq!(system.expect("renders").sql, "select * from _rejects");
         assert!(r.sql.contains("currency = 'EUR'"), "{}", r.sql);
         assert!(!r.sql.contains("max(month)"), "{}", r.sql);
         let cfg = r.config.expect("config").raw;

@@ -391,12 +391,12 @@ async fn run_model(
         let incremental = config.materialized == Materialized::Incremental && exists && !options.full_refresh;
         let sql = compile_to_target(project, model, incremental, &options.target_dir)
             .map_err(|message| Failure { message })?;
-        let df = ctx.sql(&sql).await.map_err(|e| Failure::sql(model, &compiled_rel, &e))?;
+        let df = ctx.sql(&sql).await.map_err(|e| Failure::sql(model, &compiled_rel, &sql, &e))?;
         match config.materialized {
             Materialized::View => {
                 let _ = ctx.deregister_table(model.name.as_str());
                 ctx.register_table(model.name.as_str(), df.into_view())
-                    .map_err(|e| Failure::sql(model, &compiled_rel, &e))?;
+                    .map_err(|e| Failure::sql(model, &compiled_rel, &sql, &e))?;
                 Ok::<_, Failure>((None, "created view".to_string(), None))
             }
             Materialized::Table | Materialized::Incremental => {
@@ -449,10 +449,14 @@ struct Failure {
 
 impl Failure {
     /// A planning or execution error of `model`'s SQL. DataFusion names the line of the
-    /// compiled SQL for syntax errors; the compiled file keeps the template's lines.
-    fn sql(model: &Model, compiled: &str, e: &datafusion::error::DataFusionError) -> Self {
+    /// compiled SQL for syntax errors; for an unknown column, the line is the first that names
+    /// it. The compiled file keeps the template's lines.
+    fn sql(model: &Model, compiled: &str, sql: &str, e: &datafusion::error::DataFusionError) -> Self {
         let text = e.to_string();
-        let line = sql_error_line(&text).map(|l| format!(":{l}")).unwrap_or_default();
+        let line = sql_error_line(&text)
+            .or_else(|| missing_column_line(&text, sql))
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
         Self { message: format!("{}{line}: {text} (compiled SQL: target/{compiled})", model.file()) }
     }
 }
@@ -461,6 +465,24 @@ impl From<opslake_lake::Error> for Failure {
     fn from(e: opslake_lake::Error) -> Self {
         Self { message: e.to_string() }
     }
+}
+
+/// The first line of `sql` naming the column DataFusion could not find (`No field named x`).
+fn missing_column_line(text: &str, sql: &str) -> Option<u64> {
+    let rest = &text[text.find("No field named ")? + 15..];
+    let name: String =
+        rest.trim_start_matches('"').chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
+    let column = name.trim_end_matches('.').rsplit('.').next().filter(|c| !c.is_empty())?;
+    sql.lines()
+        .position(|line| {
+            line.match_indices(column).any(|(i, _)| {
+                let before = line[..i].chars().next_back();
+                let after = line[i + column.len()..].chars().next();
+                let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                !ident(before) && !ident(after)
+            })
+        })
+        .map(|i| i as u64 + 1)
 }
 
 /// The line sqlparser reports (`... at Line: 3, Column: 7`).
@@ -552,5 +574,12 @@ mod unit {
             Some(3)
         );
         assert_eq!(sql_error_line("Schema error: No field named y."), None);
+        let sql = "select id,\n  no_such_column_x, no_such_column\nfrom t";
+        assert_eq!(
+            missing_column_line("Schema error: No field named no_such_column. Valid fields are t.id.", sql),
+            Some(2)
+        );
+        assert_eq!(missing_column_line("Schema error: No field named t.no_such_column.", sql), Some(2));
+        assert_eq!(missing_column_line("Schema error: No field named \"Zed\".", sql), None);
     }
 }
