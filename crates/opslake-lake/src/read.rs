@@ -22,18 +22,37 @@ pub fn session() -> SessionContext {
 /// Opens a table's Delta log at its latest version, or at `version`; `None` when the table was
 /// never written.
 pub async fn open(lake: &Lake, table: &Table, version: Option<u64>) -> Result<Option<DeltaTable>> {
-    let url = lake.table_url(&table.id);
+    open_id(lake, &table.id, version).await
+}
+
+async fn open_id(lake: &Lake, id: &opslake_schema::TableId, version: Option<u64>) -> Result<Option<DeltaTable>> {
+    let url = lake.table_url(id);
     if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.join("_delta_log").is_dir()) {
         return Ok(None);
     }
-    let mut delta = lake.delta_table(&table.id).await?;
+    let mut delta = lake.delta_table(id).await?;
     if delta.version().is_none() {
         return Ok(None);
     }
     if let Some(v) = version {
-        delta.load_version(v).await.map_err(|source| Error::Delta { table: table.id.to_string(), source })?;
+        delta.load_version(v).await.map_err(|source| Error::Delta { table: id.to_string(), source })?;
     }
     Ok(Some(delta))
+}
+
+/// Registers an opened Delta table with `ctx` as `sql_name`, replacing what had that name.
+async fn register_delta(ctx: &SessionContext, delta: DeltaTable, sql_name: &str) -> Result<()> {
+    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: sql_name.into(), source })?;
+    let provider = delta
+        .table_provider()
+        .with_session(Arc::new(ctx.state()))
+        .await
+        .map_err(|source| Error::DataFusion { context: format!("reading {sql_name}"), source })?;
+    ctx.deregister_table(sql_name)
+        .map_err(|source| Error::DataFusion { context: format!("replacing {sql_name}"), source })?;
+    ctx.register_table(sql_name, provider)
+        .map_err(|source| Error::DataFusion { context: format!("registering {sql_name}"), source })?;
+    Ok(())
 }
 
 /// Registers `table` with `ctx` under its SQL name, at `version` or the latest. Returns `false`
@@ -50,14 +69,7 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, table: &Table, version:
             })?;
         }
     }
-    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
-    let provider = delta
-        .table_provider()
-        .with_session(Arc::new(ctx.state()))
-        .await
-        .map_err(|source| Error::DataFusion { context: format!("reading {name}"), source })?;
-    ctx.register_table(name.as_str(), provider)
-        .map_err(|source| Error::DataFusion { context: format!("registering {name}"), source })?;
+    register_delta(ctx, delta, &name).await?;
     Ok(true)
 }
 
@@ -138,25 +150,8 @@ pub async fn register_relation(
     id: &opslake_schema::TableId,
     sql_name: &str,
 ) -> Result<bool> {
-    let url = lake.table_url(id);
-    if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.join("_delta_log").is_dir()) {
-        return Ok(false);
-    }
-    let delta = lake.delta_table(id).await?;
-    if delta.version().is_none() {
-        return Ok(false);
-    }
-    let name = id.to_string();
-    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
-    let provider = delta
-        .table_provider()
-        .with_session(Arc::new(ctx.state()))
-        .await
-        .map_err(|source| Error::DataFusion { context: format!("reading {name}"), source })?;
-    ctx.deregister_table(sql_name)
-        .map_err(|source| Error::DataFusion { context: format!("replacing {sql_name}"), source })?;
-    ctx.register_table(sql_name, provider)
-        .map_err(|source| Error::DataFusion { context: format!("registering {sql_name}"), source })?;
+    let Some(delta) = open_id(lake, id, None).await? else { return Ok(false) };
+    register_delta(ctx, delta, sql_name).await?;
     Ok(true)
 }
 

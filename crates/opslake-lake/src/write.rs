@@ -213,12 +213,7 @@ async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: Com
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
     let newer = format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");
-    let mut builder = delta
-        .merge(df, on)
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_session_state(Arc::new(ctx.state()))
-        .with_writer_properties(writer_properties())
+    let mut builder = merge_into(delta, df, on, ctx)
         .when_matched_update(|u| {
             cols.iter().fold(u.predicate(newer.as_str()), |u, c| u.update(*c, format!("source.{c}")))
         })
@@ -450,12 +445,7 @@ async fn merge_versions(
         .map(|k| format!("target.{k} = source.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let (merged, _metrics) = delta
-        .merge(changes, on)
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_session_state(Arc::new(ctx.state()))
-        .with_writer_properties(writer_properties())
+    let (merged, _metrics) = merge_into(delta, changes, on, ctx)
         .when_matched_delete(|d| d.predicate("source.__op = 'delete'"))
         .map_err(delta_err)?
         .when_matched_update(|u| {
@@ -469,6 +459,21 @@ async fn merge_versions(
         .await
         .map_err(delta_err)?;
     committed(name, "history", rows, &merged)
+}
+
+/// A merge of `source` into `delta` on `on` (aliases `source` and `target`), planned in `ctx`.
+fn merge_into(
+    delta: DeltaTable,
+    source: DataFrame,
+    on: String,
+    ctx: &SessionContext,
+) -> deltalake::operations::merge::MergeBuilder {
+    delta
+        .merge(source, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(ctx.state()))
+        .with_writer_properties(writer_properties())
 }
 
 fn committed(table: String, mode: &'static str, rows: u64, result: &DeltaTable) -> Result<Committed> {
@@ -527,12 +532,7 @@ pub async fn write_relation(
         RelationWrite::Merge { keys } => {
             let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             let on = keys.iter().map(|k| format!("target.\"{k}\" = source.\"{k}\"")).collect::<Vec<_>>().join(" AND ");
-            let (merged, metrics) = delta
-                .merge(df, on)
-                .with_source_alias("source")
-                .with_target_alias("target")
-                .with_session_state(Arc::new(ctx.state()))
-                .with_writer_properties(writer_properties())
+            let (merged, metrics) = merge_into(delta, df, on, ctx)
                 .when_matched_update(|u| {
                     cols.iter().fold(u, |u, c| u.update(format!("\"{c}\""), format!("source.\"{c}\"")))
                 })

@@ -100,6 +100,32 @@ pub struct NodeResult {
     pub execution_time: f64,
 }
 
+impl NodeResult {
+    /// A node starting now, with an error until it reports otherwise.
+    fn start(resource_type: &'static str, name: &str, materialized: Option<String>) -> Self {
+        let now = Utc::now();
+        Self {
+            unique_id: format!("{resource_type}.{name}"),
+            name: name.to_string(),
+            resource_type,
+            status: Status::Error,
+            message: String::new(),
+            materialized,
+            rows_affected: None,
+            failures: None,
+            compiled_path: None,
+            started_at: now,
+            completed_at: now,
+            execution_time: 0.0,
+        }
+    }
+
+    /// A node not run because `why`.
+    fn skipped(resource_type: &'static str, name: &str, materialized: Option<String>, why: String) -> Self {
+        Self { status: Status::Skipped, message: why, ..Self::start(resource_type, name, materialized) }
+    }
+}
+
 /// The whole build.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
@@ -261,21 +287,12 @@ pub async fn build(
             {
                 pending.remove(i);
                 next_index += 1;
-                let now = Utc::now();
-                let r = NodeResult {
-                    unique_id: format!("model.{name}"),
-                    name: name.clone(),
-                    resource_type: "model",
-                    status: Status::Skipped,
-                    message: format!("skipped: it reads {bad}, which did not build"),
-                    materialized: Some(project.config(&name).materialized.as_str().into()),
-                    rows_affected: None,
-                    failures: None,
-                    compiled_path: None,
-                    started_at: now,
-                    completed_at: now,
-                    execution_time: 0.0,
-                };
+                let r = NodeResult::skipped(
+                    "model",
+                    &name,
+                    Some(project.config(&name).materialized.as_str().into()),
+                    format!("skipped: it reads {bad}, which did not build"),
+                );
                 progress(Event::Finished { index: next_index, total, result: &r });
                 outcome.insert(name, Status::Skipped);
                 results.push(r);
@@ -310,21 +327,7 @@ pub async fn build(
         if let Some(bad) =
             refs.iter().find(|r| matches!(outcome.get(r.as_str()), Some(Status::Error | Status::Skipped)))
         {
-            let now = Utc::now();
-            let r = NodeResult {
-                unique_id: format!("test.{}", t.name),
-                name: t.name.clone(),
-                resource_type: "test",
-                status: Status::Skipped,
-                message: format!("skipped: {bad} did not build"),
-                materialized: None,
-                rows_affected: None,
-                failures: None,
-                compiled_path: None,
-                started_at: now,
-                completed_at: now,
-                execution_time: 0.0,
-            };
+            let r = NodeResult::skipped("test", &t.name, None, format!("skipped: {bad} did not build"));
             progress(Event::Finished { index: next_index, total, result: &r });
             results.push(r);
             continue;
@@ -365,24 +368,13 @@ async fn run_model(
     ctx: &SessionContext,
     options: &BuildOptions,
 ) -> NodeResult {
-    let started_at = Utc::now();
     let clock = Instant::now();
     let config = project.config(&model.name);
     let id = model_table(&model.name);
     let compiled_rel = format!("compiled/{}", model.rel_path);
     let mut result = NodeResult {
-        unique_id: format!("model.{}", model.name),
-        name: model.name.clone(),
-        resource_type: "model",
-        status: Status::Error,
-        message: String::new(),
-        materialized: Some(config.materialized.as_str().into()),
-        rows_affected: None,
-        failures: None,
         compiled_path: Some(options.target_dir.join(&compiled_rel).display().to_string()),
-        started_at,
-        completed_at: started_at,
-        execution_time: 0.0,
+        ..NodeResult::start("model", &model.name, Some(config.materialized.as_str().into()))
     };
     let outcome = async {
         // The session registered every model table the lake holds when it opened.
@@ -498,22 +490,11 @@ async fn run_test(
     ctx: &SessionContext,
     options: &BuildOptions,
 ) -> NodeResult {
-    let started_at = Utc::now();
     let clock = Instant::now();
     let compiled_rel = format!("compiled/tests/{}.sql", test.name);
     let mut result = NodeResult {
-        unique_id: format!("test.{}", test.name),
-        name: test.name.clone(),
-        resource_type: "test",
-        status: Status::Error,
-        message: String::new(),
-        materialized: None,
-        rows_affected: None,
-        failures: None,
         compiled_path: Some(options.target_dir.join(&compiled_rel).display().to_string()),
-        started_at,
-        completed_at: started_at,
-        execution_time: 0.0,
+        ..NodeResult::start("test", &test.name, None)
     };
     let outcome = async {
         let rendered = render(&project.scope, &test.file, &test.template(), None, false)
