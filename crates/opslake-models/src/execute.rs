@@ -257,18 +257,17 @@ pub async fn build(
         .filter(|m| !models.contains(&m.name) && project.config(&m.name).materialized == Materialized::View)
         .map(|m| m.name.clone())
         .collect();
-    for name in project.dag.order(&unselected_views) {
-        let model = project.pipelines.model(&name).expect("selected models exist");
-        // A view that does not compile stays undefined: what reads it fails with 'table not
-        // found', and building the view itself (`--select +model`) shows its own error.
-        if let Ok(sql) = compile_to_target(project, model, false, &options.target_dir)
-            && let Ok(df) = ctx.sql(&sql).await
-        {
-            let _ = ctx.deregister_table(name.as_str());
-            let _ = ctx.register_table(name.as_str(), df.into_view());
-        }
-    }
+    define_views(project, &ctx, &project.dag.order(&unselected_views), &options.target_dir).await;
 
+    // A model waits for the selected models upstream of it, also those it reaches through
+    // models left out of the selection (a view between two selected tables).
+    let waits_for: BTreeMap<String, Vec<String>> = models
+        .iter()
+        .map(|m| {
+            let upstream = project.dag.ancestors(m, None);
+            (m.clone(), models.iter().filter(|p| *p != m && upstream.contains(*p)).cloned().collect())
+        })
+        .collect();
     let total = models.len() + tests.len();
     let mut results: Vec<NodeResult> = Vec::new();
     let mut outcome: BTreeMap<String, Status> = BTreeMap::new();
@@ -281,7 +280,7 @@ pub async fn build(
         let mut i = 0;
         while i < pending.len() {
             let name = pending[i].clone();
-            let parents: Vec<&String> = project.dag.parents(&name).filter(|p| models.contains(*p)).collect();
+            let parents = &waits_for[&name];
             if let Some(bad) =
                 parents.iter().find(|p| matches!(outcome.get(p.as_str()), Some(Status::Error | Status::Skipped)))
             {
@@ -316,6 +315,13 @@ pub async fn build(
         }
         let Some((index, r)) = running.next().await else { continue };
         lock.renew_if_due().await?;
+        if r.status == Status::Success {
+            // A view planned before this model was rebuilt would still scan its old table.
+            let downstream = project.dag.descendants(&r.name, None);
+            let stale: Vec<String> =
+                project.dag.order(&unselected_views).into_iter().filter(|v| downstream.contains(v)).collect();
+            define_views(project, &ctx, &stale, &options.target_dir).await;
+        }
         progress(Event::Finished { index, total, result: &r });
         outcome.insert(r.name.clone(), r.status);
         results.push(r);
@@ -339,6 +345,21 @@ pub async fn build(
         results.push(r);
     }
     Ok(BuildReport { invocation_id, results, elapsed_time: started.elapsed().as_secs_f64() })
+}
+
+/// Defines the views `names` (in order) in `ctx`, as the selection reads them without
+/// rebuilding them. A view that does not compile stays undefined: what reads it fails with
+/// 'table not found', and building the view itself (`--select +model`) shows its own error.
+async fn define_views(project: &Project, ctx: &SessionContext, names: &[String], target: &Path) {
+    for name in names {
+        let model = project.pipelines.model(name).expect("views of the project exist");
+        if let Ok(sql) = compile_to_target(project, model, false, target)
+            && let Ok(df) = ctx.sql(&sql).await
+        {
+            let _ = ctx.deregister_table(name.as_str());
+            let _ = ctx.register_table(name.as_str(), df.into_view());
+        }
+    }
 }
 
 fn uuid_v7() -> String {
