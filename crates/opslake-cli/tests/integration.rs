@@ -274,7 +274,10 @@ mod models {
 
         // The Pipedrive sample's open deal of 9,999 EUR closing 2018-08-01, at the ECB sample's
         // latest rate on or before that day (1.4721 USD per EUR, 2007-12-31): 14,719.5279 USD.
-        // Bookings: the one won deal whose currency has a rate, Pipedrive's 1,500 USD.
+        // Bookings: the won deals in USD (Salesforce's 24,120,000 and 220,000 and HubSpot's
+        // 12,000.50, all from single-currency accounts, so in the connection's currency, and
+        // Pipedrive's 1,500), 24,353,500.50; Salesforce's 18,490 PEN has no rate and is counted
+        // in amounts_without_rate instead.
         let out = opslake(
             &[
                 "query",
@@ -287,6 +290,6 @@ mod models {
             ],
             &root,
         );
-        assert_eq!(text(&out.stdout), "p,b\n14719.527900,1500.000000\n", "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "p,b\n14719.527900,24353500.500000\n", "{}", text(&out.stderr));
     }
 }

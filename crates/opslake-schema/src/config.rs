@@ -65,8 +65,8 @@ pub struct ConnectionOptions {
     #[serde(default)]
     pub date_order: Option<Spanned<String>>,
     /// The account's home currency (ISO 4217), for exports that leave the currency out of
-    /// records in it (QuickBooks Online and Xero without multicurrency); `reporting_currency`
-    /// when absent.
+    /// records in it (QuickBooks Online, Xero, Salesforce and HubSpot accounts with one
+    /// currency); `reporting_currency` when absent.
     #[serde(default)]
     pub currency: Option<Spanned<String>>,
 }
