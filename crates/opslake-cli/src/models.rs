@@ -107,6 +107,9 @@ async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, th
     released.map_err(lake_err)?;
     opslake_models::artifacts::write(&target, &compiled, Some(&report)).map_err(|e| CliError::new(e.class(), e))?;
 
+    for m in &report.missing_rates {
+        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
+    }
     let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
     println!(
         "\nDone in {:.1}s. OK={} PASS={} WARN={} FAIL={} ERROR={} SKIP={}  ({})",

@@ -242,6 +242,9 @@ mod models {
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
         assert!(stdout.contains("OK    table model fct_pipeline_bookings_cash"), "{stdout}");
+        // The deal in PEN has no rate: said, with the pair and the day.
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("warning: fx_convert:") && stderr.contains("PEN"), "{stderr}");
 
         let results: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(target.join("run_results.json")).expect("run_results"))

@@ -146,6 +146,7 @@ pub fn run_results(report: &BuildReport) -> Value {
         "metadata": metadata(&report.invocation_id),
         "results": results,
         "elapsed_time": report.elapsed_time,
+        "missing_rates": report.missing_rates,
     })
 }
 

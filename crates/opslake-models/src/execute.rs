@@ -135,6 +135,9 @@ pub struct BuildReport {
     pub results: Vec<NodeResult>,
     /// Seconds.
     pub elapsed_time: f64,
+    /// Conversions fx_convert found no rate for (`EUR to USD on 2024-01-05`): their results
+    /// are null in the models that asked.
+    pub missing_rates: Vec<String>,
 }
 
 impl BuildReport {
@@ -177,14 +180,23 @@ pub fn model_table(name: &str) -> TableId {
 /// A session over `lake`: canonical and system tables, opslake's functions (fx_convert over
 /// the lake's rates), and every model table already built, by its bare name.
 pub async fn session(lake: &Lake, contract: &Contract, udf: &UdfContext) -> Result<SessionContext> {
+    Ok(session_with_rates(lake, contract, udf).await?.0)
+}
+
+/// [`session`], and the conversions fx_convert found no rate for, filled as queries run.
+async fn session_with_rates(
+    lake: &Lake,
+    contract: &Contract,
+    udf: &UdfContext,
+) -> Result<(SessionContext, opslake_sources::fx::MissingRates)> {
     let ctx = opslake_lake::read::session();
     opslake_lake::read::register_lake(&ctx, lake, contract, None).await?;
-    opslake_lake::read::register_fx(&ctx).await?;
+    let missing = opslake_lake::read::register_fx(&ctx).await?;
     for f in opslake_sources::udf::all(udf) {
         ctx.register_udf(f);
     }
     register_built(&ctx, lake).await?;
-    Ok(ctx)
+    Ok((ctx, missing))
 }
 
 /// Registers what builds wrote: every model table by its bare name, and the failing rows of
@@ -233,7 +245,7 @@ pub async fn build(
         .dag
         .select(&project.node_infos(), &options.select, &options.exclude)
         .map_err(|message| Error::Selector { message })?;
-    let ctx = session(lake, contract, &options.udf).await?;
+    let (ctx, missing_rates) = session_with_rates(lake, contract, &options.udf).await?;
     let models: Vec<String> = if options.run_models { project.dag.order(&selected) } else { Vec::new() };
     let tests: Vec<&DataTest> = if options.run_tests {
         let no_selection = options.select.iter().all(|s| s.trim().is_empty()) && options.exclude.is_empty();
@@ -344,7 +356,13 @@ pub async fn build(
         progress(Event::Finished { index: next_index, total, result: &r });
         results.push(r);
     }
-    Ok(BuildReport { invocation_id, results, elapsed_time: started.elapsed().as_secs_f64() })
+    let missing_rates = missing_rates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(BuildReport { invocation_id, results, missing_rates, elapsed_time: started.elapsed().as_secs_f64() })
 }
 
 /// Defines the views `names` (in order) in `ctx`, as the selection reads them without
