@@ -233,17 +233,12 @@ async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: Com
 async fn replace_files(ctx: &SessionContext, delta: DeltaTable, table: &Table, files: &[String]) -> Result<Committed> {
     let name = table.id.to_string();
     let df = ctx.table("staged").await.map_err(df_err(&name))?;
-    let rows = df.clone().count().await.map_err(df_err(&name))? as u64;
     let predicate = format!("{} IN ({})", file_column(table), sql_list(files));
-    let written = delta
-        .write(Vec::new())
-        .with_input_plan(df.logical_plan().clone())
-        .with_session_state(Arc::new(ctx.state()))
-        .with_save_mode(SaveMode::Overwrite)
-        .with_replace_where(predicate)
-        .with_writer_properties(writer_properties())
-        .await
-        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let delta_err = |source| Error::Delta { table: name.clone(), source };
+    let written =
+        write_from(delta, &df, ctx, SaveMode::Overwrite).with_replace_where(predicate).await.map_err(delta_err)?;
+    // The commit's own count: counting the staged rows first would read them twice.
+    let rows = added_rows(&written).await.map_err(delta_err)?;
     committed(name, "append", rows, &written)
 }
 
@@ -257,14 +252,8 @@ async fn overwrite(
 ) -> Result<Committed> {
     let name = table.id.to_string();
     let mode = if full_refresh { SaveMode::Overwrite } else { SaveMode::Append };
-    let written = delta
-        .write(Vec::new())
-        .with_input_plan(df.logical_plan().clone())
-        .with_session_state(Arc::new(ctx.state()))
-        .with_save_mode(mode)
-        .with_writer_properties(writer_properties())
-        .await
-        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let written =
+        write_from(delta, &df, ctx, mode).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
     let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
     // The commit's own count: counting `df` first would run its plan (a dedupe sort) twice.
     let rows = added_rows(&written).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
@@ -461,6 +450,21 @@ async fn merge_versions(
     committed(name, "history", rows, &merged)
 }
 
+/// A write of the rows of `df` into `delta` in `mode`, planned in `ctx`.
+fn write_from(
+    delta: DeltaTable,
+    df: &DataFrame,
+    ctx: &SessionContext,
+    mode: SaveMode,
+) -> deltalake::operations::write::WriteBuilder {
+    delta
+        .write(Vec::new())
+        .with_input_plan(df.logical_plan().clone())
+        .with_session_state(Arc::new(ctx.state()))
+        .with_save_mode(mode)
+        .with_writer_properties(writer_properties())
+}
+
 /// A merge of `source` into `delta` on `on` (aliases `source` and `target`), planned in `ctx`.
 fn merge_into(
     delta: DeltaTable,
@@ -515,12 +519,7 @@ pub async fn write_relation(
             } else {
                 (SaveMode::Append, "append")
             };
-            let mut write = delta
-                .write(Vec::new())
-                .with_input_plan(df.logical_plan().clone())
-                .with_session_state(Arc::new(ctx.state()))
-                .with_save_mode(mode)
-                .with_writer_properties(writer_properties());
+            let mut write = write_from(delta, &df, ctx, mode);
             if mode == SaveMode::Overwrite {
                 // A model's columns change with its SQL; a rebuild takes the new schema.
                 write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);

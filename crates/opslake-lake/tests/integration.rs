@@ -483,6 +483,9 @@ mod reruns {
         assert!(first.files.len() >= 18 && first.skipped.is_empty(), "{} read", first.files.len());
         let (content_1, versions_1) = (content(lake.path()).await, versions(lake.path()).await);
         assert!(content_1.contains_key("crm.people") && content_1.contains_key("_rejects"), "{:?}", content_1.keys());
+        // An append commit counts the rows it added.
+        let rejects = first.tables.iter().find(|t| t.table == "_rejects").expect("_rejects committed");
+        assert_eq!((rejects.mode.as_str(), rejects.rows as i64), ("append", count(lake.path(), "_rejects").await));
         let second = run_ingest(lake.path(), &inputs, None).await;
         assert!(second.files.is_empty(), "read again: {:?}", second.files.iter().map(|f| &f.path).collect::<Vec<_>>());
         assert_eq!(second.skipped.len(), inputs.len());
