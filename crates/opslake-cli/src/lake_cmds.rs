@@ -10,8 +10,9 @@ use opslake_schema::{Contract, StorageLocation};
 
 use crate::{CliError, LakeArgs, ProjectArgs};
 
-/// A project's contract and lake, opened.
+/// A project, its contract and its lake, opened.
 pub(crate) struct OpenLake {
+    pub project: opslake_schema::Project,
     pub contract: Contract,
     pub location: StorageLocation,
     pub lake: Lake,
@@ -22,7 +23,14 @@ pub(crate) fn open_lake(project: &ProjectArgs, lake: &LakeArgs) -> Result<OpenLa
     let project = project.open()?;
     let location = project.lake(lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(lake_err)?;
-    Ok(OpenLake { contract, location, lake })
+    Ok(OpenLake { project, contract, location, lake })
+}
+
+/// Says which conversions `fx_convert` found no rate for: their results are null.
+pub(crate) fn warn_missing_rates(missing: impl IntoIterator<Item = impl std::fmt::Display>) {
+    for m in missing {
+        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
+    }
 }
 
 pub(crate) fn lake_err(e: opslake_lake::Error) -> CliError {
@@ -228,10 +236,7 @@ pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
         }
     }
     // A conversion without a rate is null in the output; say which rates were missing.
-    let missing = missing_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    for m in missing.iter() {
-        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
-    }
+    warn_missing_rates(missing_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter());
     Ok(())
 }
 

@@ -8,9 +8,8 @@ use opslake_lake::lock::LakeLock;
 use opslake_models::execute::{BuildOptions, Event, Status};
 use opslake_models::{PIPELINES_DIR, Project};
 use opslake_schema::ErrorClass;
-use opslake_sources::udf::UdfContext;
 
-use crate::lake_cmds::{lake_err, open_lake};
+use crate::lake_cmds::{lake_err, open_lake, warn_missing_rates};
 use crate::{CliError, LakeArgs, ProjectArgs};
 
 /// Arguments shared by `build` and `test`.
@@ -63,23 +62,34 @@ pub(crate) async fn test(args: &ModelArgs) -> Result<(), CliError> {
     run(args, false, true, false, 1).await
 }
 
-async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, threads: usize) -> Result<(), CliError> {
-    let project = args.project.open()?;
-    let open = open_lake(&args.project, &args.lake)?;
-    let config = &project.config;
-    let mut vars = opslake_models::project_vars(config);
-    if let Some(text) = &args.vars {
+/// The project's pipelines, compiled with the project's vars and `--vars`; any problem is an
+/// error listing them all.
+fn load_pipelines(
+    project: &opslake_schema::Project,
+    contract: &opslake_schema::Contract,
+    extra_vars: Option<&str>,
+) -> Result<Project, CliError> {
+    let mut vars = opslake_models::project_vars(&project.config);
+    if let Some(text) = extra_vars {
         let given: BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
             .map_err(|e| CliError::user(format!("--vars must be a JSON object ({e}): {text}")))?;
         vars.extend(given);
     }
-    let dir = project.dir.join(PIPELINES_DIR);
-    let (compiled, problems) = Project::load(&dir, &open.contract, vars).map_err(|e| CliError::new(e.class(), e))?;
+    let (compiled, problems) =
+        Project::load(project.dir.join(PIPELINES_DIR), contract, vars).map_err(|e| CliError::new(e.class(), e))?;
     if !problems.is_empty() {
         return Err(CliError::new(ErrorClass::User, opslake_models::Error::Invalid { problems }));
     }
+    Ok(compiled)
+}
+
+async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, threads: usize) -> Result<(), CliError> {
+    let open = open_lake(&args.project, &args.lake)?;
+    let project = &open.project;
+    let compiled = load_pipelines(project, &open.contract, args.vars.as_deref())?;
     let target = args.target.clone().unwrap_or_else(|| project.dir.join("target"));
-    opslake_models::artifacts::write(&target, &compiled, None).map_err(|e| CliError::new(e.class(), e))?;
+    let run_id = opslake_lake::ingest::RunContext::start().run_id;
+    opslake_models::artifacts::write(&target, &compiled, &run_id, None).map_err(|e| CliError::new(e.class(), e))?;
     let options = BuildOptions {
         select: args.select.clone(),
         exclude: args.exclude.clone(),
@@ -88,15 +98,8 @@ async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, th
         run_models: models,
         run_tests: tests,
         target_dir: target.clone(),
-        udf: UdfContext {
-            timezone: config.reporting_timezone.value.clone(),
-            date_order: opslake_sources::parse::DateOrder::Mdy,
-            system: "models".into(),
-            connection: "models".into(),
-            home_currency: Some(config.reporting_currency.value.clone()),
-        },
+        udf: opslake_models::model_udfs(&project.config),
     };
-    let run_id = opslake_lake::ingest::RunContext::start().run_id;
     let command = if models { "build" } else { "test" };
     let ttl = std::time::Duration::from_secs(args.lock_ttl);
     let mut lock = LakeLock::acquire(&open.lake, &run_id, command, ttl).await.map_err(lake_err)?;
@@ -105,11 +108,9 @@ async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, th
     let released = lock.release().await;
     let report = report.map_err(|e| CliError::new(e.class(), e))?;
     released.map_err(lake_err)?;
-    opslake_models::artifacts::write(&target, &compiled, Some(&report)).map_err(|e| CliError::new(e.class(), e))?;
-
-    for m in &report.missing_rates {
-        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
-    }
+    opslake_models::artifacts::write(&target, &compiled, &run_id, Some(&report))
+        .map_err(|e| CliError::new(e.class(), e))?;
+    warn_missing_rates(&report.missing_rates);
     let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
     println!(
         "\nDone in {:.1}s. OK={} PASS={} WARN={} FAIL={} ERROR={} SKIP={}  ({})",
@@ -171,12 +172,7 @@ pub struct DocsArgs {
 pub(crate) fn docs(args: &DocsArgs) -> Result<(), CliError> {
     let project = args.project.open()?;
     let contract = opslake_schema::Contract::embedded().map_err(CliError::from_schema)?;
-    let vars = opslake_models::project_vars(&project.config);
-    let (compiled, problems) =
-        Project::load(project.dir.join(PIPELINES_DIR), &contract, vars).map_err(|e| CliError::new(e.class(), e))?;
-    if !problems.is_empty() {
-        return Err(CliError::new(ErrorClass::User, opslake_models::Error::Invalid { problems }));
-    }
+    let compiled = load_pipelines(&project, &contract, None)?;
     let out = args.out.clone().unwrap_or_else(|| project.dir.join("target").join("docs"));
     std::fs::create_dir_all(&out).map_err(|e| CliError::io(&out, e))?;
     let page = out.join("index.html");

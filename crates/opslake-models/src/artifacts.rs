@@ -48,7 +48,7 @@ pub fn manifest(project: &Project, invocation_id: &str) -> Value {
     let mut parent_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut sources = serde_json::Map::new();
     for m in &project.pipelines.models {
-        let node = project.nodes.get(&m.name).cloned().unwrap_or_default();
+        let node = project.node(&m.name);
         let config = project.config(&m.name);
         let mut depends: Vec<String> = node.refs.iter().map(|r| model_id(r)).collect();
         for (ns, t) in &node.sources {
@@ -150,12 +150,11 @@ pub fn run_results(report: &BuildReport) -> Value {
     })
 }
 
-/// Writes `target/manifest.json` (and, with a report, `target/run_results.json`).
-pub fn write(target: &Path, project: &Project, report: Option<&BuildReport>) -> Result<()> {
-    let invocation =
-        report.map_or_else(|| opslake_lake::ingest::RunContext::start().run_id, |r| r.invocation_id.clone());
+/// Writes `target/manifest.json` of invocation `invocation_id` (and, with its report,
+/// `target/run_results.json`).
+pub fn write(target: &Path, project: &Project, invocation_id: &str, report: Option<&BuildReport>) -> Result<()> {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("JSON values serialize");
-    write_file(&target.join("manifest.json"), &pretty(&manifest(project, &invocation)))?;
+    write_file(&target.join("manifest.json"), &pretty(&manifest(project, invocation_id)))?;
     if let Some(r) = report {
         write_file(&target.join("run_results.json"), &pretty(&run_results(r)))?;
     }

@@ -61,7 +61,6 @@ pub fn site(project: &Project, contract: &Contract) -> String {
     html.push_str(&lineage_svg(project));
     html.push_str("<p class=\"legend\"><span class=\"k source\">canonical table</span> <span class=\"k view\">view</span> <span class=\"k table\">table</span> <span class=\"k incremental\">incremental</span></p></section>\n");
 
-    let children = children(project);
     let mut tests_by_model: BTreeMap<&str, Vec<&crate::DataTest>> = BTreeMap::new();
     for t in &project.pipelines.tests {
         if let Some(m) = &t.model {
@@ -71,7 +70,7 @@ pub fn site(project: &Project, contract: &Contract) -> String {
     html.push_str("<section id=\"models\"><h2>Models</h2>\n");
     for m in models {
         let config = project.config(&m.name);
-        let node = project.nodes.get(&m.name).cloned().unwrap_or_default();
+        let node = project.node(&m.name);
         let _ = write!(
             html,
             "<article id=\"model-{name}\"><h3>{name} <span class=\"k {mat}\">{mat}</span></h3>\n<p class=\"path\">{path}</p>\n",
@@ -99,8 +98,7 @@ pub fn site(project: &Project, contract: &Contract) -> String {
         if !reads.is_empty() {
             facts.push(format!("reads: {}", reads.join(", ")));
         }
-        let read_by: Vec<String> =
-            children.get(&m.name).into_iter().flatten().map(|c| link(&GraphNode::Model(c.clone()))).collect();
+        let read_by: Vec<String> = project.dag.children(&m.name).map(|c| link(&GraphNode::Model(c.clone()))).collect();
         if !read_by.is_empty() {
             facts.push(format!("read by: {}", read_by.join(", ")));
         }
@@ -189,16 +187,6 @@ pub fn site(project: &Project, contract: &Contract) -> String {
     html
 }
 
-fn children(project: &Project) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, node) in &project.nodes {
-        for r in &node.refs {
-            out.entry(r.clone()).or_default().push(name.clone());
-        }
-    }
-    out
-}
-
 fn link(n: &GraphNode) -> String {
     format!("<a href=\"#{}\">{}</a>", n.anchor(), esc(n.label()))
 }
@@ -212,7 +200,7 @@ fn link_col(model: &str, column: &str) -> String {
 fn lineage_svg(project: &Project) -> String {
     let mut parents: BTreeMap<GraphNode, Vec<GraphNode>> = BTreeMap::new();
     for m in &project.pipelines.models {
-        let node = project.nodes.get(&m.name).cloned().unwrap_or_default();
+        let node = project.node(&m.name);
         let mut inputs: Vec<GraphNode> = node.refs.iter().map(|r| GraphNode::Model(r.clone())).collect();
         for (ns, t) in &node.sources {
             let s = GraphNode::Source(format!("{ns}.{t}"));

@@ -240,7 +240,8 @@ pub async fn build(
     progress: &(dyn Fn(Event<'_>) + Send + Sync),
 ) -> Result<BuildReport> {
     let started = Instant::now();
-    let invocation_id = uuid_v7();
+    // The run holding the lake's lock is this invocation.
+    let invocation_id = lock.entry().run_id.clone();
     let selected = project
         .dag
         .select(&project.node_infos(), &options.select, &options.exclude)
@@ -269,7 +270,8 @@ pub async fn build(
         .filter(|m| !models.contains(&m.name) && project.config(&m.name).materialized == Materialized::View)
         .map(|m| m.name.clone())
         .collect();
-    define_views(project, &ctx, &project.dag.order(&unselected_views), &options.target_dir).await;
+    let unselected_views = project.dag.order(&unselected_views);
+    define_views(project, &ctx, &unselected_views, &options.target_dir).await;
 
     // A model waits for the selected models upstream of it, also those it reaches through
     // models left out of the selection (a view between two selected tables).
@@ -330,8 +332,7 @@ pub async fn build(
         if r.status == Status::Success {
             // A view planned before this model was rebuilt would still scan its old table.
             let downstream = project.dag.descendants(&r.name, None);
-            let stale: Vec<String> =
-                project.dag.order(&unselected_views).into_iter().filter(|v| downstream.contains(v)).collect();
+            let stale: Vec<String> = unselected_views.iter().filter(|v| downstream.contains(*v)).cloned().collect();
             define_views(project, &ctx, &stale, &options.target_dir).await;
         }
         progress(Event::Finished { index, total, result: &r });
@@ -378,10 +379,6 @@ async fn define_views(project: &Project, ctx: &SessionContext, names: &[String],
             let _ = ctx.register_table(name.as_str(), df.into_view());
         }
     }
-}
-
-fn uuid_v7() -> String {
-    opslake_lake::ingest::RunContext::start().run_id
 }
 
 /// Renders `model` and writes the SQL to `target/compiled/<path>`. Returns the SQL.

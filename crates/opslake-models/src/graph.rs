@@ -45,6 +45,11 @@ impl Dag {
         self.parents.get(name).into_iter().flatten()
     }
 
+    /// The models that read `name`.
+    pub fn children(&self, name: &str) -> impl Iterator<Item = &String> {
+        self.children.get(name).into_iter().flatten()
+    }
+
     /// A cycle, as the path that closes it (`a -> b -> a`), when there is one.
     pub fn find_cycle(&self) -> Option<Vec<String>> {
         #[derive(Clone, Copy, PartialEq)]

@@ -36,15 +36,28 @@ pub fn project_vars(config: &opslake_schema::ProjectConfig) -> BTreeMap<String, 
     ])
 }
 
+/// The context of opslake's functions in models: the project's reporting time zone, and its
+/// reporting currency as `home_currency()`.
+pub fn model_udfs(config: &opslake_schema::ProjectConfig) -> opslake_sources::udf::UdfContext {
+    opslake_sources::udf::UdfContext {
+        timezone: config.reporting_timezone.value.clone(),
+        date_order: opslake_sources::parse::DateOrder::Mdy,
+        system: "models".into(),
+        connection: "models".into(),
+        home_currency: Some(config.reporting_currency.value.clone()),
+    }
+}
+
 /// What a model's template refers to, learnt by rendering it once.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Node {
     /// Models it reads.
     pub refs: Vec<String>,
     /// Canonical tables it reads.
     pub sources: Vec<(String, String)>,
-    /// Folder default, YAML and `{{ config() }}`, in that order of precedence.
-    pub config: Option<ModelConfig>,
+    /// Folder default, YAML and `{{ config() }}`, in that order of precedence (without the
+    /// last when the template does not render).
+    pub config: ModelConfig,
 }
 
 /// A project loaded and compiled: every template rendered once, the DAG acyclic.
@@ -82,11 +95,14 @@ impl Project {
                     if let Some(call) = r.config {
                         project::apply_config(&mut config, call.raw);
                     }
-                    nodes.insert(m.name.clone(), Node { refs: r.refs, sources: r.sources, config: Some(config) });
+                    nodes.insert(m.name.clone(), Node { refs: r.refs, sources: r.sources, config });
                 }
                 Err(p) => {
                     problems.push(p);
-                    nodes.insert(m.name.clone(), Node::default());
+                    nodes.insert(
+                        m.name.clone(),
+                        Node { refs: Vec::new(), sources: Vec::new(), config: m.config.clone() },
+                    );
                 }
             }
         }
@@ -117,13 +133,14 @@ impl Project {
         Ok((Self { pipelines, scope, nodes, test_refs, dag }, problems))
     }
 
+    /// What model `name` reads and its final config.
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes.get(name).expect("every model of the project has a node")
+    }
+
     /// The final config of model `name`.
-    pub fn config(&self, name: &str) -> ModelConfig {
-        self.nodes
-            .get(name)
-            .and_then(|n| n.config.clone())
-            .or_else(|| self.pipelines.model(name).map(|m| m.config.clone()))
-            .unwrap_or(ModelConfig { materialized: Materialized::View, unique_key: Vec::new(), tags: Vec::new() })
+    pub fn config(&self, name: &str) -> &ModelConfig {
+        &self.node(name).config
     }
 
     /// What selectors match models on.
@@ -131,7 +148,11 @@ impl Project {
         self.pipelines
             .models
             .iter()
-            .map(|m| NodeInfo { name: m.name.clone(), rel_path: m.rel_path.clone(), tags: self.config(&m.name).tags })
+            .map(|m| NodeInfo {
+                name: m.name.clone(),
+                rel_path: m.rel_path.clone(),
+                tags: self.config(&m.name).tags.clone(),
+            })
             .collect()
     }
 }

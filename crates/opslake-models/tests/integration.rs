@@ -60,14 +60,9 @@ mod slt {
             Lake::open(&StorageLocation::Local(self.lake_dir.clone())).map_err(err)
         }
 
+        /// As `opslake build` has them in a project with the default settings (USD, UTC).
         fn udf() -> UdfContext {
-            UdfContext {
-                timezone: "UTC".into(),
-                date_order: opslake_sources::parse::DateOrder::Mdy,
-                system: "models".into(),
-                connection: "models".into(),
-                home_currency: Some("USD".into()),
-            }
+            opslake_models::model_udfs(&opslake_schema::ProjectConfig::default())
         }
 
         async fn ingest(&self, args: &str) -> Result<Output, HarnessError> {
@@ -151,7 +146,8 @@ mod slt {
                 .filter(|r| !matches!(r.status, Status::Success | Status::Pass))
                 .map(|r| format!("{}: {}", r.name, r.message))
                 .collect();
-            opslake_models::artifacts::write(&self.target, &project, Some(&report)).map_err(err)?;
+            opslake_models::artifacts::write(&self.target, &project, &report.invocation_id, Some(&report))
+                .map_err(err)?;
             let rows = report
                 .results
                 .iter()
