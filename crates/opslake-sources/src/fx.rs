@@ -26,7 +26,9 @@ const RATE_ONE: i128 = 10i128.pow(RATE_SCALE);
 /// Rates by pair, each sorted by day (days since the epoch).
 #[derive(Debug, Default, Clone)]
 pub struct FxRates {
-    pairs: BTreeMap<(String, String), Vec<(i32, i128)>>,
+    /// From currency, then to currency: looked up by `&str` for every row, without building a
+    /// key.
+    pairs: BTreeMap<String, BTreeMap<String, Vec<(i32, i128)>>>,
     /// Every currency of a pair: the candidates for a cross rate, kept here so that a
     /// conversion does not gather them again for each row.
     currencies: BTreeSet<String>,
@@ -57,10 +59,10 @@ impl FxRates {
         if rate <= 0 {
             return;
         }
-        let (from, to) = (from.to_ascii_uppercase(), to.to_ascii_uppercase());
+        let (from, to) = (code(from), code(to));
         self.currencies.insert(from.clone());
         self.currencies.insert(to.clone());
-        let v = self.pairs.entry((from, to)).or_default();
+        let v = self.pairs.entry(from).or_default().entry(to).or_default();
         match v.binary_search_by_key(&day, |(d, _)| *d) {
             Ok(i) => v[i].1 = rate,
             Err(i) => v.insert(i, (day, rate)),
@@ -68,7 +70,7 @@ impl FxRates {
     }
 
     fn direct(&self, from: &str, to: &str, day: i32) -> Option<i128> {
-        let v = self.pairs.get(&(from.to_string(), to.to_string()))?;
+        let v = self.pairs.get(from)?.get(to)?;
         let i = v.partition_point(|(d, _)| *d <= day);
         (i > 0).then(|| v[i - 1].1)
     }
