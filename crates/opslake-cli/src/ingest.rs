@@ -245,12 +245,13 @@ fn print_summary(report: &IngestReport, lake: &StorageLocation) {
         );
     }
     println!(
-        "run {}: {} file(s) read, {} rows read, {} rejected ({:.2}% invalid, {} unmapped), lake {lake}",
+        "run {}: {} file(s) read, {} rows read, {} rejected ({:.2}% invalid, {} unmapped, {} summary rows), lake {lake}",
         report.run_id,
         report.files.len(),
         report.rows_read(),
         report.rows_rejected(),
         report.reject_ratio() * 100.0,
-        report.files.iter().map(|f| f.rows_unmapped).sum::<u64>()
+        report.files.iter().map(|f| f.rows_unmapped).sum::<u64>(),
+        report.files.iter().map(|f| f.rows_summary).sum::<u64>()
     );
 }

@@ -89,8 +89,8 @@ pub struct FileSummary {
     pub rows_unmapped: u64,
     /// Values nulled in written rows (each has a `_rejects` entry).
     pub values_nulled: u64,
-    /// Rows skipped by declared rules (Total rows).
-    pub rows_skipped: u64,
+    /// Of the rejected records, the export's own summary rows (action SUMMARY: Total rows).
+    pub rows_summary: u64,
     /// Preamble lines before the header.
     pub preamble_lines: u64,
     /// Columns the mapping names that the file lacks (read as null).
@@ -142,10 +142,10 @@ impl IngestReport {
         self.files.iter().map(|f| f.rows_rejected).sum()
     }
 
-    /// Share of records rejected as invalid (unmapped records are not invalid).
+    /// Share of records rejected as invalid (unmapped records and summary rows are not invalid).
     pub fn reject_ratio(&self) -> f64 {
         let read = self.rows_read();
-        let invalid: u64 = self.files.iter().map(|f| f.rows_rejected - f.rows_unmapped).sum();
+        let invalid: u64 = self.files.iter().map(|f| f.rows_rejected - f.rows_unmapped - f.rows_summary).sum();
         if read == 0 { 0.0 } else { invalid as f64 / read as f64 }
     }
 
@@ -500,6 +500,7 @@ fn read_stream(
             summary.rows_written += result.rows_written;
             summary.rows_rejected += result.rows_rejected;
             summary.rows_unmapped += result.rows_unmapped;
+            summary.rows_summary += result.rows_summary;
             summary.values_nulled += result.rejects.iter().filter(|r| r.action == RejectAction::Nulled).count() as u64;
             for (table, batch) in &result.batches {
                 let path = table_path(&table.id);
@@ -531,7 +532,6 @@ fn read_stream(
                 staging.keep(finished);
             }
             let stats = recognised.reader.stats();
-            summary.rows_skipped = stats.skipped.len() as u64;
             summary.preamble_lines = stats.preamble_lines;
             summary.missing_columns = missing.into_iter().collect();
             Ok(summary)

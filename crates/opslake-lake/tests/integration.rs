@@ -99,14 +99,14 @@ mod golden {
                 let name = Path::new(&f.path).file_name().expect("file").to_string_lossy().into_owned();
                 shapes_covered.extend(f.shape.clone());
                 summary.push_str(&format!(
-                    "{name}: shape={} read={} written={} rejected={} unmapped={} nulled={} skipped={} error={}\n",
+                    "{name}: shape={} read={} written={} rejected={} unmapped={} nulled={} summary={} error={}\n",
                     f.shape.as_deref().unwrap_or("-"),
                     f.rows_read,
                     f.rows_written,
                     f.rows_rejected,
                     f.rows_unmapped,
                     f.values_nulled,
-                    f.rows_skipped,
+                    f.rows_summary,
                     f.error.as_deref().map(|e| e.replace(&case.display().to_string(), "<case>")).unwrap_or_default()
                 ));
             }

@@ -1,6 +1,6 @@
 //! Streaming CSV/TSV reader: dialect from options or sniffed, header found past any preamble,
 //! duplicate headers made unique, ragged rows rejected (or padded where declared), declared
-//! summary rows skipped, every field checked to be UTF-8.
+//! summary rows set apart, every field checked to be UTF-8.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -36,8 +36,9 @@ pub struct CsvOptions {
     pub required_headers: Vec<String>,
     /// Or: the 1-based record number of the header.
     pub header_row: Option<usize>,
-    /// Rows whose first non-empty cell matches one of these are skipped (Total rows).
-    pub skip_rows: Vec<Regex>,
+    /// Rows whose first non-empty cell matches one of these are the export's own totals: they
+    /// are read, and handed on as summary rejects with their cells by header, never as data.
+    pub summary_rows: Vec<Regex>,
     /// Short-row policy.
     pub short_rows: ShortRows,
     /// Cells meaning "no value".
@@ -141,7 +142,12 @@ pub struct CsvReader<'a> {
     breaks: Breaks,
     rdr: csv::Reader<Box<dyn Read + 'a>>,
     opts: CsvOptions,
+    /// Columns the header row has; `headers` adds one `#preamble.<n>` column per preamble line.
+    width: usize,
     headers: Vec<String>,
+    /// Lines before the header (a report's title and date range), each repeated on every row so
+    /// mappings can read them (`"#preamble.2"`).
+    preamble: Vec<String>,
     builder: ChunkBuilder,
     record: csv::ByteRecord,
     row: u64,
@@ -157,6 +163,7 @@ impl<'a> CsvReader<'a> {
         let mut rdr = reader_builder(&opts).from_reader(tapped);
         let mut record = csv::ByteRecord::new();
         let mut skipped = 0u64;
+        let mut preamble = Vec::new();
         loop {
             let more = rdr.read_byte_record(&mut record).map_err(|e| csv_error(file, &e))?;
             if !more {
@@ -169,6 +176,9 @@ impl<'a> CsvReader<'a> {
             if skipped as usize == header_index {
                 break;
             }
+            let text: Vec<String> =
+                record.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).filter(|c| !c.is_empty()).collect();
+            preamble.push(text.join(" "));
             skipped += 1;
         }
         let header_line = record.position().map_or(1, |p| breaks.record_line(p.byte(), p.line()));
@@ -188,7 +198,9 @@ impl<'a> CsvReader<'a> {
                 }
             }
         }
-        let headers = unique_headers(cells);
+        let width = cells.len();
+        let mut headers = unique_headers(cells);
+        headers.extend((1..=preamble.len()).map(|i| format!("#preamble.{i}")));
         let stats = ReadStats { preamble_lines: header_line.saturating_sub(1), ..ReadStats::default() };
         Ok(Self {
             file: file.to_string(),
@@ -196,6 +208,8 @@ impl<'a> CsvReader<'a> {
             rdr,
             builder: ChunkBuilder::new(headers.clone()),
             headers,
+            width,
+            preamble,
             opts,
             record,
             row: 0,
@@ -235,32 +249,42 @@ impl<'a> CsvReader<'a> {
 
     fn take_record(&mut self) {
         let line = self.record.position().map_or(0, |p| self.breaks.record_line(p.byte(), p.line()));
-        let width = self.headers.len();
+        let width = self.width;
         let n = self.record.len();
         if self.record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
             self.stats.blank += 1;
             return;
         }
+        // The first cell with a value: a Total row may start with null markers (` --`).
         let first = self
             .record
             .iter()
-            .find(|c| !c.is_empty())
             .map(String::from_utf8_lossy)
+            .find(|c| !c.trim().is_empty() && !self.opts.nulls.is_null(c))
             .unwrap_or_default()
             .trim()
             .to_string();
-        if self.opts.skip_rows.iter().any(|re| re.is_match(&first)) {
-            self.stats.skipped.push((line, first));
+        self.row += 1;
+        if self.opts.summary_rows.iter().any(|re| re.is_match(&first)) {
+            let mut cells = serde_json::Map::new();
+            for (name, cell) in self.headers.iter().zip(self.record.iter()) {
+                let value = String::from_utf8_lossy(cell);
+                if !value.is_empty() {
+                    cells.insert(name.clone(), serde_json::Value::String(value.into_owned()));
+                }
+            }
+            let reason = format!("summary row '{first}': the export's own total, not a record");
+            let raw = serde_json::Value::Object(cells).to_string();
+            self.builder.reject(RawReject { row: self.row, line, reason, raw, summary: true });
             return;
         }
-        self.row += 1;
         let raw_text = || {
             let d = char::from(self.opts.delimiter).to_string();
             self.record.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&d)
         };
         if n > width || (n < width && self.opts.short_rows == ShortRows::Reject) {
             let reason = format!("row has {n} fields, the header has {width}");
-            self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text() });
+            self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text(), summary: false });
             return;
         }
         let mut bad = None;
@@ -275,13 +299,16 @@ impl<'a> CsvReader<'a> {
                 "column '{}' is not valid UTF-8; the file may be Latin-1 or Windows-1252: declare its encoding",
                 self.headers[i]
             );
-            self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text() });
+            self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text(), summary: false });
             return;
         }
         for i in 0..width {
             let value = self.record.get(i).map(|c| std::str::from_utf8(c).expect("checked above"));
             let value = value.filter(|v| !self.opts.nulls.is_null(v));
             self.builder.push(i, value);
+        }
+        for (i, line) in self.preamble.iter().enumerate() {
+            self.builder.push(width + i, Some(line));
         }
         self.builder.end_row(self.row, line);
     }
@@ -307,7 +334,7 @@ mod tests {
             escape: None,
             required_headers: vec![],
             header_row: None,
-            skip_rows: vec![],
+            summary_rows: vec![],
             short_rows: ShortRows::Reject,
             nulls: NullMarkers::default(),
         }
@@ -329,21 +356,38 @@ mod tests {
         let text = "Report: Campaigns\nJan 1 - Jan 31\nCampaign,Cost\n\"Spring\nSale\",\"1,234.50\"\nBad,1,2\n\r\n\nTotal,1234.50\n";
         let mut o = opts();
         o.required_headers = vec!["Campaign".into(), "Cost".into()];
-        o.skip_rows = vec![Regex::new("^Total").expect("regex")];
+        o.summary_rows = vec![Regex::new("^Total").expect("regex")];
         let (headers, chunks, stats) = read_all(text, o);
-        assert_eq!(headers, ["Campaign", "Cost"]);
+        assert_eq!(headers, ["Campaign", "Cost", "#preamble.1", "#preamble.2"]);
         assert_eq!(stats.preamble_lines, 2);
-        assert_eq!(stats.skipped, [(9, "Total".to_string())]);
         assert_eq!(chunks.len(), 1);
         let c = &chunks[0];
         assert_eq!(c.batch.num_rows(), 1);
         assert_eq!(c.lines, [4]);
         let col = c.batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
         assert_eq!(col.value(0), "Spring\nSale");
-        assert_eq!(c.rejects.len(), 1);
-        assert_eq!(c.rejects[0].line, 6);
-        assert_eq!(c.rejects[0].row, 2);
+        let range = c.batch.column(3).as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
+        assert_eq!(range.value(0), "Jan 1 - Jan 31");
+        assert_eq!(c.rejects.len(), 2);
+        assert_eq!((c.rejects[0].line, c.rejects[0].row, c.rejects[0].summary), (6, 2, false));
         assert!(c.rejects[0].reason.contains("3 fields, the header has 2"));
+        // The Total row is read as a record and kept whole, by header, for reconciliation.
+        assert_eq!((c.rejects[1].line, c.rejects[1].row, c.rejects[1].summary), (9, 3, true));
+        assert_eq!(c.rejects[1].raw, r#"{"Campaign":"Total","Cost":"1234.50"}"#);
+    }
+
+    #[test]
+    fn a_summary_row_is_found_past_leading_null_markers() {
+        // Google Ads writes " --" before the label of some Total rows.
+        let mut o = opts();
+        o.delimiter = b'\t';
+        o.summary_rows = vec![Regex::new("^Total:").expect("regex")];
+        o.nulls = NullMarkers::new(&["--".to_string()]);
+        let (_, chunks, _) = read_all("Status\tKeyword\tCost\nEnabled\ttow\t0.12\n --\tTotal: All keywords\t0.12\n", o);
+        let c = &chunks[0];
+        assert_eq!(c.batch.num_rows(), 1);
+        assert!(c.rejects[0].summary, "{:?}", c.rejects);
+        assert!(c.rejects[0].reason.contains("'Total: All keywords'"));
     }
 
     #[test]

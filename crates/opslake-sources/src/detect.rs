@@ -214,7 +214,7 @@ fn first_columns(opened: &Sniff, content: Content, doc: Option<&Value>) -> Strin
                 escape: None,
                 required_headers: vec![],
                 header_row: None,
-                skip_rows: vec![],
+                summary_rows: vec![],
                 short_rows: Default::default(),
                 nulls: NullMarkers::default(),
             };
@@ -232,7 +232,7 @@ fn csv_options(shape: &Shape, opened: &Sniff) -> CsvOptions {
         escape: shape.read.escape,
         required_headers: shape.headers.clone(),
         header_row: shape.read.header_row,
-        skip_rows: shape.read.skip_rows.clone(),
+        summary_rows: shape.read.summary_rows.clone(),
         short_rows: shape.read.short_rows,
         nulls: NullMarkers::new(&shape.read.null_values),
     }

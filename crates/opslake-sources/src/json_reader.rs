@@ -295,6 +295,7 @@ impl<'a> JsonLinesReader<'a> {
                         line: self.line,
                         reason: format!("invalid JSON: {e}"),
                         raw,
+                        summary: false,
                     });
                 }
             }

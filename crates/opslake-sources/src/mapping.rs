@@ -63,6 +63,9 @@ pub enum RejectAction {
     /// No output of the shape takes the row (an Airbyte stream opslake does not map): kept
     /// here, not counted against `max_reject_ratio`.
     Unmapped,
+    /// A summary row of the export (a Total row): the tool's own sum of other rows, kept with
+    /// its cells so totals can be reconciled; never data, not counted against `max_reject_ratio`.
+    Summary,
 }
 
 impl RejectAction {
@@ -72,6 +75,7 @@ impl RejectAction {
             Self::Rejected => "REJECTED",
             Self::Nulled => "NULLED",
             Self::Unmapped => "UNMAPPED",
+            Self::Summary => "SUMMARY",
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct ChunkResult {
     pub rows_rejected: u64,
     /// Of those, records no output takes (not invalid, just not mapped).
     pub rows_unmapped: u64,
+    /// Of those, the export's own summary rows.
+    pub rows_summary: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -336,11 +342,12 @@ impl ShapeMapper {
                 column: None,
                 raw_value: None,
                 reason: r.reason.clone(),
-                action: RejectAction::Rejected,
+                action: if r.summary { RejectAction::Summary } else { RejectAction::Rejected },
                 raw_record: Some(r.raw.clone()),
             });
         }
         result.rows_rejected = chunk.rejects.len() as u64;
+        result.rows_summary = chunk.rejects.iter().filter(|r| r.summary).count() as u64;
         if n == 0 {
             return Ok(result);
         }
@@ -583,7 +590,10 @@ fn null_check_input(expr: &Expr) -> Option<String> {
     let _ = expr.apply(|e| {
         has_null_logic |= match e {
             Expr::Case(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => true,
-            Expr::ScalarFunction(f) => matches!(f.name(), "coalesce" | "nullif" | "nvl" | "ifnull" | "nvl2"),
+            // url_param's null means "the URL has no such parameter", not a lost value.
+            Expr::ScalarFunction(f) => {
+                matches!(f.name(), "coalesce" | "nullif" | "nvl" | "ifnull" | "nvl2" | "url_param")
+            }
             _ => false,
         };
         Ok(if has_null_logic { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })

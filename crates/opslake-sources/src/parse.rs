@@ -432,6 +432,18 @@ pub fn url_domain(s: &str) -> Parsed<String> {
     Ok(Some(host))
 }
 
+/// The value of query parameter `name` in a URL (`utm_source` in a landing URL), decoded;
+/// `None` when the URL has no such parameter or it is empty. Tracking templates keep their
+/// placeholders (`{campaignid}`): they are what the export says.
+pub fn url_param(url: &str, name: &str) -> Option<String> {
+    let query = url.trim().split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// The stable key of a record: SHA-256 over the parts joined by the unit separator, first
 /// 16 bytes as 32 hex digits. Stable across versions and machines: keys in a lake never change.
 pub fn stable_key<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {

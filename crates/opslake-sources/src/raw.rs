@@ -33,6 +33,9 @@ pub struct RawReject {
     pub reason: String,
     /// The record as text, so nothing is lost.
     pub raw: String,
+    /// A summary row the shape declares (`summary_rows`): the export's own total, kept in
+    /// `_rejects` as SUMMARY rather than as an error.
+    pub summary: bool,
 }
 
 /// What a reader passed over without reading as data, reported in the file summary.
@@ -40,8 +43,6 @@ pub struct RawReject {
 pub struct ReadStats {
     /// Lines before the header (titles, date ranges).
     pub preamble_lines: u64,
-    /// Rows matched by a declared skip rule (Total rows), with their line and first cell.
-    pub skipped: Vec<(u64, String)>,
     /// Blank lines or records with every cell empty.
     pub blank: u64,
 }

@@ -95,7 +95,7 @@ struct RawRead {
     #[serde(default)]
     header_row: Option<usize>,
     #[serde(default)]
-    skip_rows: Vec<Spanned<String>>,
+    summary_rows: Vec<Spanned<String>>,
     #[serde(default)]
     null_values: Vec<String>,
     #[serde(default)]
@@ -186,8 +186,8 @@ pub struct ReadSpec {
     pub escape: Option<u8>,
     /// 1-based record number of the header, when it cannot be found by `headers`.
     pub header_row: Option<usize>,
-    /// Rows to skip by their first cell (Total rows).
-    pub skip_rows: Vec<Regex>,
+    /// Summary rows (the export's Total rows), recognised by their first non-empty cell.
+    pub summary_rows: Vec<Regex>,
     /// Cell values meaning "no value", beyond the empty cell.
     pub null_values: Vec<String>,
     /// Short-row policy.
@@ -322,15 +322,15 @@ fn load_shape(
             None
         }
     });
-    let mut skip_rows = Vec::new();
-    for p in &r.skip_rows {
+    let mut summary_rows = Vec::new();
+    for p in &r.summary_rows {
         match Regex::new(&p.value) {
-            Ok(re) => skip_rows.push(re),
-            Err(e) => problems.push(Problem::at(file, p, format!("bad skip_rows pattern: {e}"))),
+            Ok(re) => summary_rows.push(re),
+            Err(e) => problems.push(Problem::at(file, p, format!("bad summary_rows pattern: {e}"))),
         }
     }
-    if r.format != Format::Csv && (r.delimiter.is_some() || !r.skip_rows.is_empty() || r.header_row.is_some()) {
-        problems.push(Problem::at(file, &s.name, "delimiter, skip_rows and header_row are CSV options"));
+    if r.format != Format::Csv && (r.delimiter.is_some() || !r.summary_rows.is_empty() || r.header_row.is_some()) {
+        problems.push(Problem::at(file, &s.name, "delimiter, summary_rows and header_row are CSV options"));
     }
     let timezone = s.timezone.as_ref().map(|t| check_tz(file, t, problems)).unwrap_or_else(|| tool_tz.to_string());
     let mut null_values = raw_tool.null_values.clone();
@@ -361,7 +361,7 @@ fn load_shape(
             quote: r.quote.map_or(b'"', |c| c as u8),
             escape: r.escape.map(|c| c as u8),
             header_row: r.header_row,
-            skip_rows,
+            summary_rows,
             null_values,
             short_rows: r.short_rows,
             records: r.records.clone(),

@@ -213,17 +213,19 @@ impl ScalarUDFImpl for StripeAmountUdf {
     }
 }
 
-/// `home_currency()`: the connection's home currency (null when none is known), for records
-/// that leave their currency out because it is the account's own.
+/// A setting of the connection as a function of no arguments: `home_currency()` (null when
+/// none is known), for records that leave their currency out because it is the account's own;
+/// `source_timezone()`, the zone the connection reports days and naive times in.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct HomeCurrencyUdf {
+struct SettingUdf {
+    name: &'static str,
     signature: Signature,
-    currency: Option<String>,
+    value: Option<String>,
 }
 
-impl ScalarUDFImpl for HomeCurrencyUdf {
+impl ScalarUDFImpl for SettingUdf {
     fn name(&self) -> &str {
-        "home_currency"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -235,8 +237,43 @@ impl ScalarUDFImpl for HomeCurrencyUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let value: ArrayRef = Arc::new(StringArray::from(vec![self.currency.as_deref(); args.number_rows]));
+        let value: ArrayRef = Arc::new(StringArray::from(vec![self.value.as_deref(); args.number_rows]));
         Ok(ColumnarValue::Array(value))
+    }
+}
+
+/// `url_param(url, name)`: a query parameter of a URL, decoded (see [`parse::url_param`]); null
+/// when the URL does not carry it, which loses nothing.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UrlParamUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UrlParamUdf {
+    fn name(&self) -> &str {
+        "url_param"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [url, name] = arrays.as_slice() else {
+            return exec_err!("url_param() takes two arguments: the URL and the parameter's name");
+        };
+        let (url, name) = (cast(url, &DataType::Utf8)?, cast(name, &DataType::Utf8)?);
+        let url = url.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        let name = name.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        let out: StringArray = (0..url.len())
+            .map(|i| (url.is_valid(i) && name.is_valid(i)).then(|| parse::url_param(url.value(i), name.value(i))).flatten())
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 
@@ -294,9 +331,16 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
         parse("email_domain", Kind::EmailDomain),
         parse("url_domain", Kind::UrlDomain),
         ScalarUDF::from(StripeAmountUdf { signature: Signature::any(2, Volatility::Immutable) }),
-        ScalarUDF::from(HomeCurrencyUdf {
+        ScalarUDF::from(UrlParamUdf { signature: Signature::any(2, Volatility::Immutable) }),
+        ScalarUDF::from(SettingUdf {
+            name: "home_currency",
             signature: Signature::nullary(Volatility::Immutable),
-            currency: ctx.home_currency.clone(),
+            value: ctx.home_currency.clone(),
+        }),
+        ScalarUDF::from(SettingUdf {
+            name: "source_timezone",
+            signature: Signature::nullary(Volatility::Immutable),
+            value: Some(ctx.timezone.clone()),
         }),
         ScalarUDF::from(KeyUdf {
             signature: Signature::variadic_any(Volatility::Immutable),
@@ -350,5 +394,11 @@ mod tests {
         assert_eq!(eval("stripe_amount(5000, 'jpy')").await, "5000.000000");
         assert_eq!(eval("stripe_amount('100', 'not a currency')").await, "NULL");
         assert_eq!(eval("coalesce(NULL, home_currency())").await, "CAD");
+        assert_eq!(eval("source_timezone()").await, "America/New_York");
+        let landing = "'https://acme.com/demo?utm_source=google&utm_campaign=spring%20sale&utm_term=+tow+truck#top'";
+        assert_eq!(eval(&format!("url_param({landing}, 'utm_campaign')")).await, "spring sale");
+        assert_eq!(eval(&format!("url_param({landing}, 'utm_term')")).await, "tow truck");
+        assert_eq!(eval(&format!("url_param({landing}, 'utm_medium')")).await, "NULL");
+        assert_eq!(eval("url_param('{lpurl}?utm_campaign={campaignid}', 'utm_campaign')").await, "{campaignid}");
     }
 }
