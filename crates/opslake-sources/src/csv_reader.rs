@@ -176,8 +176,11 @@ impl<'a> CsvReader<'a> {
             if skipped as usize == header_index {
                 break;
             }
-            let text: Vec<String> =
-                record.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).filter(|c| !c.is_empty()).collect();
+            let text: Vec<String> = record
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect();
             preamble.push(text.join(" "));
             skipped += 1;
         }

@@ -147,6 +147,9 @@ struct CompiledOutput {
     /// Raw columns the expressions name but the file lacks; added as nulls.
     missing: Vec<String>,
     augmented: SchemaRef,
+    /// In an exploded shape: this output maps the element's columns (invoice lines), not only
+    /// the record's.
+    element: bool,
 }
 
 /// One output's result for one chunk.
@@ -231,6 +234,7 @@ impl ShapeMapper {
         };
         let (elements_kept, records_kept) = (keeping(true), keeping(false));
         for ((compiled, spec), element_output) in outputs.iter_mut().zip(&self.shape.outputs).zip(per_element) {
+            compiled.element = element_output;
             if spec.custom_fields {
                 compiled.unmapped = unmapped
                     .iter()
@@ -315,6 +319,7 @@ impl ShapeMapper {
             filter,
             columns,
             unmapped: Vec::new(),
+            element: false,
             referenced,
             missing,
             augmented,
@@ -354,14 +359,21 @@ impl ShapeMapper {
         let compiled = self.compiled_for(&chunk.batch.schema())?;
         let mut written = vec![false; n];
         let mut passed = vec![false; n];
+        let mut element_taken = vec![false; n];
+        let has_element_outputs = compiled.iter().any(|c| c.element);
         for out in compiled.iter() {
             let OutputRun { batch, accepted, passed: passed_filter, rejects } = self.run_output(out, chunk)?;
             for i in 0..n {
                 written[i] |= accepted[i];
                 passed[i] |= passed_filter[i];
+                // A rejected element row is in _rejects whole: its element is not lost either.
+                element_taken[i] |= out.element && passed_filter[i];
             }
             result.rejects.extend(rejects);
             result.batches.push((Arc::clone(&out.table), batch));
+        }
+        if has_element_outputs {
+            self.record_untaken_elements(chunk, &element_taken, &written, &mut result);
         }
         for i in 0..n {
             if written[i] {
@@ -385,6 +397,47 @@ impl ShapeMapper {
             }
         }
         Ok(result)
+    }
+
+    /// An exploded row carries a record and one of its elements. When a record output writes
+    /// the row but no element output takes the element (a Meta insights range: no daily actions
+    /// table takes its actions), the element's columns would be lost with the row: they are kept
+    /// in `_rejects` as UNMAPPED, the row itself being written.
+    fn record_untaken_elements(&self, chunk: &RawChunk, taken: &[bool], written: &[bool], result: &mut ChunkResult) {
+        let Some(explode) = &self.shape.read.explode else { return };
+        let schema = chunk.batch.schema();
+        let Ok(index_col) = schema.index_of(&crate::json_reader::index_column(explode)) else { return };
+        let index = chunk.batch.column(index_col).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
+        let prefix = format!("{explode}.");
+        let element_cols: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| i != index_col && schema.field(i).name().starts_with(&prefix))
+            .collect();
+        for i in 0..chunk.batch.num_rows() {
+            if taken[i] || !written[i] || index.is_null(i) {
+                continue;
+            }
+            let mut element = serde_json::Map::new();
+            for &c in &element_cols {
+                let col = chunk.batch.column(c).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
+                if col.is_valid(i) {
+                    element.insert(schema.field(c).name().clone(), serde_json::Value::String(col.value(i).to_string()));
+                }
+            }
+            result.rejects.push(RejectRecord {
+                row: chunk.rows[i],
+                line: chunk.lines[i],
+                table: None,
+                column: Some(explode.clone()),
+                raw_value: Some(index.value(i).to_string()),
+                reason: format!(
+                    "element {} of {explode}: the record landed, but no output of {} takes this element",
+                    index.value(i),
+                    self.shape.id
+                ),
+                action: RejectAction::Unmapped,
+                raw_record: Some(serde_json::Value::Object(element).to_string()),
+            });
+        }
     }
 
     fn run_output(&self, out: &CompiledOutput, chunk: &RawChunk) -> Result<OutputRun> {

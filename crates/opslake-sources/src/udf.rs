@@ -271,7 +271,9 @@ impl ScalarUDFImpl for UrlParamUdf {
         let url = url.as_any().downcast_ref::<StringArray>().expect("Utf8");
         let name = name.as_any().downcast_ref::<StringArray>().expect("Utf8");
         let out: StringArray = (0..url.len())
-            .map(|i| (url.is_valid(i) && name.is_valid(i)).then(|| parse::url_param(url.value(i), name.value(i))).flatten())
+            .map(|i| {
+                (url.is_valid(i) && name.is_valid(i)).then(|| parse::url_param(url.value(i), name.value(i))).flatten()
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
