@@ -215,13 +215,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
 }
 
 fn print_summary(report: &IngestReport, lake: &StorageLocation) {
-    println!("{:<48} {:<40} {:>9} {:>9} {:>9} {:>7}", "file", "shape", "read", "written", "rejected", "nulled");
+    // Columns as wide as their longest value, so long file and shape names keep the table aligned.
+    let fw = report.files.iter().map(|f| short(&f.path).chars().count()).max().unwrap_or(0).max(4);
+    let sw = report.files.iter().filter_map(|f| f.shape.as_deref()).map(str::len).max().unwrap_or(0).max(5);
+    println!("{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}", "file", "shape", "read", "written", "rejected", "nulled");
     for f in &report.files {
         let name = short(&f.path);
         match &f.error {
-            Some(e) => println!("{name:<48} FAILED: {e}"),
+            Some(e) => println!("{name:<fw$} FAILED: {e}"),
             None => println!(
-                "{:<48} {:<40} {:>9} {:>9} {:>9} {:>7}",
+                "{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}",
                 name,
                 f.shape.as_deref().unwrap_or("-"),
                 f.rows_read,
