@@ -3,6 +3,7 @@
 //! Parses arguments with clap, opens the project (`opslake.yml`, `pipelines/`), calls into the
 //! library crates and turns their errors into exit codes by who must act (see [`exit`]).
 
+mod demo;
 pub mod exit;
 mod ingest;
 mod init;
@@ -38,6 +39,13 @@ pub enum Command {
     /// Write a starter project (opslake.yml, pipelines/) into a directory.
     #[command(after_help = "Example:\n  opslake init acme && cd acme && opslake validate")]
     Init(init::InitArgs),
+    /// Invent a company, write its exports from every tool opslake maps (in each tool's own
+    /// format, the same customers and people across tools), then ingest them, build the models
+    /// and print the cross-department marts.
+    #[command(
+        after_help = "Examples:\n  opslake demo                     write ./demo and print its marts\n  opslake demo --dir /tmp/d --seed 7 --companies 200"
+    )]
+    Demo(demo::DemoArgs),
     /// Check the project config, the canonical contract and the pipelines, reporting every
     /// problem with its file and line. Reads no data.
     #[command(
@@ -154,7 +162,31 @@ pub struct LakeArgs {
 
 /// Runs one command and returns the process exit code; errors are printed to stderr.
 pub async fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command {
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+impl Cli {
+    /// The command line `opslake <args>`, for commands that run other commands (`demo`).
+    pub(crate) fn try_parse_from_steps(args: &[&str]) -> Result<Self, CliError> {
+        Self::try_parse_from(std::iter::once("opslake").chain(args.iter().copied())).map_err(|e| {
+            CliError::new(
+                opslake_schema::ErrorClass::Internal,
+                anyhow::anyhow!("cannot run `opslake {}`: {e}", args.join(" ")),
+            )
+        })
+    }
+}
+
+/// Runs one command.
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Demo(args) => demo::run(&args).await,
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Ingest(args) => ingest::run(&args).await,
@@ -167,13 +199,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Test(args) => models::test(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
         Command::Docs(DocsCommand::Build(args)) => models::docs(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("{err}");
-            ExitCode::from(err.exit_code())
-        }
     }
 }
 

@@ -298,3 +298,77 @@ mod models {
         assert_eq!(text(&out.stdout), "p,b\n14719.527900,24353500.500000\n", "{}", text(&out.stderr));
     }
 }
+
+mod demo {
+    use super::*;
+
+    fn csv_query(project: &Path, sql: &str) -> String {
+        let out = opslake(&["query", "--project", &project.display().to_string(), "--format", "csv", sql], project);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    #[test]
+    fn the_demo_company_lands_from_every_tool_and_its_customers_resolve() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("demo");
+        let out =
+            opslake(&["demo", "--dir", &dir.display().to_string(), "--companies", "40", "--seed", "11"], tmp.path());
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        for title in
+            ["Customers across billing, CRM and marketing", "Marketing CAC and ROAS by channel", "resolve to a CRM"]
+        {
+            assert!(stdout.contains(title), "{title} missing from:\n{stdout}");
+        }
+
+        // The generated exports are valid: nothing rejected, only the Google Ads report's totals
+        // set apart.
+        assert_eq!(
+            csv_query(&dir, "SELECT action, count(*) AS n FROM _rejects GROUP BY action"),
+            "action,n\nSUMMARY,2\n"
+        );
+        // Every tool of the demo wrote rows.
+        let systems = csv_query(
+            &dir,
+            "SELECT DISTINCT source_system FROM (\
+               SELECT source_system FROM crm.opportunities UNION ALL SELECT source_system FROM crm.people \
+               UNION ALL SELECT source_system FROM finance.customers UNION ALL SELECT source_system FROM finance.payments \
+               UNION ALL SELECT source_system FROM marketing.ad_performance_daily \
+               UNION ALL SELECT source_system FROM marketing.email_activity UNION ALL SELECT source_system FROM ref.fx_rates) \
+             ORDER BY 1",
+        );
+        assert_eq!(
+            systems,
+            "source_system\nfx_rates\ngoogle_ads\nhubspot\nlinkedin_ads\nmailchimp\nmeta_ads\nquickbooks\nsalesforce\nstripe\nxero\n"
+        );
+        // At least 80% of billing customers resolve to a CRM organization (the self-serve buyers
+        // sales never met do not).
+        let resolved = csv_query(
+            &dir,
+            "SELECT CAST(count(crm_organization) * 1000 / count(*) AS BIGINT) AS permille FROM customer_360",
+        );
+        let permille: i64 = resolved.lines().nth(1).and_then(|l| l.parse().ok()).expect("a number");
+        assert!((800..1000).contains(&permille), "{permille} per mille resolve");
+        // The campaigns bring the leads that become customers: paid channels have spend and wins.
+        let cac = csv_query(
+            &dir,
+            "SELECT channel FROM fct_marketing_cac WHERE spend > 0 AND customers_won > 0 AND cac IS NOT NULL ORDER BY channel",
+        );
+        assert_eq!(cac, "channel\nPAID_SEARCH\nPAID_SOCIAL\n");
+
+        // The same seed writes the same exports; running again over an earlier demo is allowed.
+        let first = std::fs::read(dir.join("exports/salesforce/Opportunity.csv")).expect("export");
+        let out = opslake(
+            &["demo", "--dir", &dir.display().to_string(), "--companies", "40", "--seed", "11", "--no-run"],
+            tmp.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(dir.join("exports/salesforce/Opportunity.csv")).expect("export"), first);
+        // A folder that is not a demo is never overwritten.
+        std::fs::write(tmp.path().join("mine.txt"), "keep").expect("write");
+        let out = opslake(&["demo", "--dir", &tmp.path().display().to_string(), "--no-run"], tmp.path());
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("not an earlier demo"), "{}", text(&out.stderr));
+    }
+}
