@@ -39,6 +39,8 @@ pub struct CsvOptions {
     /// Rows whose first non-empty cell matches one of these are the export's own totals: they
     /// are read, and handed on as summary rejects with their cells by header, never as data.
     pub summary_rows: Vec<Regex>,
+    /// Header patterns: see [`header_cells`].
+    pub header_patterns: Vec<(String, Regex)>,
     /// Short-row policy.
     pub short_rows: ShortRows,
     /// Cells meaning "no value".
@@ -81,6 +83,29 @@ pub fn preview(sample: &str, opts: &CsvOptions, max: usize) -> Vec<Vec<String>> 
     rdr.records().take(max).filter_map(|r| r.ok()).map(|r| r.iter().map(str::to_string).collect()).collect()
 }
 
+/// A header record with the declared patterns applied: a cell matching a pattern takes the
+/// pattern's name (Meta's `Amount spent (USD)` is `Amount spent`), and each named group of the
+/// match becomes a column `<name>.<group>` with the captured text (`Amount spent.currency` =
+/// USD), constant over the file. Cells are then made unique.
+pub fn header_cells(record: &[String], patterns: &[(String, Regex)]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut captured = Vec::new();
+    let cells = record.iter().map(|cell| {
+        let Some((name, caps)) = patterns.iter().find_map(|(name, re)| re.captures(cell.trim()).map(|c| (name, c)))
+        else {
+            return cell.clone();
+        };
+        for (i, group) in caps.iter().enumerate().skip(1) {
+            let label =
+                patterns.iter().find(|(n, _)| n == name).and_then(|(_, re)| re.capture_names().nth(i).flatten());
+            if let (Some(label), Some(m)) = (label, group) {
+                captured.push((format!("{name}.{label}"), m.as_str().to_string()));
+            }
+        }
+        name.clone()
+    });
+    (unique_headers(cells), captured)
+}
+
 /// Finds the header among the first records: `header_row` if given, else the first record
 /// holding every required header, else the first record.
 pub fn find_header(records: &[Vec<String>], opts: &CsvOptions) -> Option<usize> {
@@ -91,7 +116,7 @@ pub fn find_header(records: &[Vec<String>], opts: &CsvOptions) -> Option<usize> 
         return (!records.is_empty()).then_some(0);
     }
     records.iter().position(|r| {
-        let cells: Vec<String> = unique_headers(r.iter().cloned());
+        let (cells, _) = header_cells(r, &opts.header_patterns);
         opts.required_headers.iter().all(|h| cells.contains(h))
     })
 }
@@ -145,8 +170,8 @@ pub struct CsvReader<'a> {
     /// Columns the header row has; `headers` adds one `#preamble.<n>` column per preamble line.
     width: usize,
     headers: Vec<String>,
-    /// Lines before the header (a report's title and date range), each repeated on every row so
-    /// mappings can read them (`"#preamble.2"`).
+    /// Lines before the header (a report's title and date range) and captures of header
+    /// patterns: repeated on every row so mappings can read them (`"#preamble.2"`).
     preamble: Vec<String>,
     builder: ChunkBuilder,
     record: csv::ByteRecord,
@@ -202,8 +227,13 @@ impl<'a> CsvReader<'a> {
             }
         }
         let width = cells.len();
-        let mut headers = unique_headers(cells);
+        let (mut headers, captured) = header_cells(&cells, &opts.header_patterns);
         headers.extend((1..=preamble.len()).map(|i| format!("#preamble.{i}")));
+        // Values that are the same on every row (preamble lines, captures of header patterns)
+        // follow the file's own columns.
+        let (names, values): (Vec<String>, Vec<String>) = captured.into_iter().unzip();
+        headers.extend(names);
+        preamble.extend(values);
         let stats = ReadStats { preamble_lines: header_line.saturating_sub(1), ..ReadStats::default() };
         Ok(Self {
             file: file.to_string(),
@@ -338,6 +368,7 @@ mod tests {
             required_headers: vec![],
             header_row: None,
             summary_rows: vec![],
+            header_patterns: vec![],
             short_rows: ShortRows::Reject,
             nulls: NullMarkers::default(),
         }
@@ -391,6 +422,19 @@ mod tests {
         assert_eq!(c.batch.num_rows(), 1);
         assert!(c.rejects[0].summary, "{:?}", c.rejects);
         assert!(c.rejects[0].reason.contains("'Total: All keywords'"));
+    }
+
+    #[test]
+    fn header_patterns_rename_a_varying_header_and_keep_what_it_says() {
+        // Meta Ads Manager puts the account's currency in the header.
+        let mut o = opts();
+        o.header_patterns =
+            vec![("Amount spent".into(), Regex::new(r"^Amount spent \((?P<currency>[A-Z]{3})\)$").expect("regex"))];
+        o.required_headers = vec!["Campaign name".into(), "Amount spent".into()];
+        let (headers, chunks, _) = read_all("Campaign name,Amount spent (EUR)\nSpring,12.50\n", o);
+        assert_eq!(headers, ["Campaign name", "Amount spent", "Amount spent.currency"]);
+        let currency = chunks[0].batch.column(2).as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
+        assert_eq!(currency.value(0), "EUR");
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use crate::csv_reader::{CsvOptions, CsvReader, find_header, preview, sniff_delimiter};
+use crate::csv_reader::{CsvOptions, CsvReader, find_header, header_cells, preview, sniff_delimiter};
 use crate::input::{Opened, Sniff, TextEncoding};
 use crate::json_reader::{FlatRecord, JsonDocReader, JsonLinesReader, JsonOptions, record_rows};
-use crate::raw::{NullMarkers, RawChunk, ReadStats, unique_headers};
+use crate::raw::{NullMarkers, RawChunk, ReadStats};
 use crate::spec::{Format, Shape, Tool};
 use crate::{Error, Result};
 
@@ -124,7 +124,8 @@ fn try_shape<'t>(
             let Some(idx) = find_header(&records, &opts) else {
                 return Err(format!("no header row with {}", shape.headers.join(", ")));
             };
-            let headers = unique_headers(records[idx].iter().cloned());
+            let (mut headers, captured) = header_cells(&records[idx], &opts.header_patterns);
+            headers.extend(captured.into_iter().map(|(name, _)| name));
             let rows: Vec<FlatRecord> = records[idx + 1..]
                 .iter()
                 .map(|r| headers.iter().cloned().zip(r.iter().map(|v| Some(v.clone()))).collect())
@@ -215,6 +216,7 @@ fn first_columns(opened: &Sniff, content: Content, doc: Option<&Value>) -> Strin
                 required_headers: vec![],
                 header_row: None,
                 summary_rows: vec![],
+                header_patterns: vec![],
                 short_rows: Default::default(),
                 nulls: NullMarkers::default(),
             };
@@ -233,6 +235,7 @@ fn csv_options(shape: &Shape, opened: &Sniff) -> CsvOptions {
         required_headers: shape.headers.clone(),
         header_row: shape.read.header_row,
         summary_rows: shape.read.summary_rows.clone(),
+        header_patterns: shape.read.header_patterns.clone(),
         short_rows: shape.read.short_rows,
         nulls: NullMarkers::new(&shape.read.null_values),
     }

@@ -97,6 +97,8 @@ struct RawRead {
     #[serde(default)]
     summary_rows: Vec<Spanned<String>>,
     #[serde(default)]
+    header_patterns: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
     null_values: Vec<String>,
     #[serde(default)]
     short_rows: ShortRows,
@@ -188,6 +190,9 @@ pub struct ReadSpec {
     pub header_row: Option<usize>,
     /// Summary rows (the export's Total rows), recognised by their first non-empty cell.
     pub summary_rows: Vec<Regex>,
+    /// Headers that vary by account (`Amount spent (USD)`): a header matching the pattern is
+    /// renamed to the name, and each named group becomes a column `<name>.<group>`.
+    pub header_patterns: Vec<(String, Regex)>,
     /// Cell values meaning "no value", beyond the empty cell.
     pub null_values: Vec<String>,
     /// Short-row policy.
@@ -329,8 +334,24 @@ fn load_shape(
             Err(e) => problems.push(Problem::at(file, p, format!("bad summary_rows pattern: {e}"))),
         }
     }
-    if r.format != Format::Csv && (r.delimiter.is_some() || !r.summary_rows.is_empty() || r.header_row.is_some()) {
-        problems.push(Problem::at(file, &s.name, "delimiter, summary_rows and header_row are CSV options"));
+    let mut header_patterns = Vec::new();
+    for (name, p) in &r.header_patterns {
+        match Regex::new(&p.value) {
+            Ok(re) => header_patterns.push((name.clone(), re)),
+            Err(e) => problems.push(Problem::at(file, p, format!("bad header_patterns pattern for '{name}': {e}"))),
+        }
+    }
+    if r.format != Format::Csv
+        && (r.delimiter.is_some()
+            || !r.summary_rows.is_empty()
+            || r.header_row.is_some()
+            || !r.header_patterns.is_empty())
+    {
+        problems.push(Problem::at(
+            file,
+            &s.name,
+            "delimiter, summary_rows, header_patterns and header_row are CSV options",
+        ));
     }
     let timezone = s.timezone.as_ref().map(|t| check_tz(file, t, problems)).unwrap_or_else(|| tool_tz.to_string());
     let mut null_values = raw_tool.null_values.clone();
@@ -362,6 +383,7 @@ fn load_shape(
             escape: r.escape.map(|c| c as u8),
             header_row: r.header_row,
             summary_rows,
+            header_patterns,
             null_values,
             short_rows: r.short_rows,
             records: r.records.clone(),
