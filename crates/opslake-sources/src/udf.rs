@@ -12,7 +12,9 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono_tz::Tz;
 use datafusion::common::{Result as DfResult, exec_err};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
 use opslake_schema::types::TIMESTAMP_TZ;
 
 use crate::parse::{self, DateOrder};
@@ -244,39 +246,22 @@ impl ScalarUDFImpl for SettingUdf {
 
 /// `url_param(url, name)`: a query parameter of a URL, decoded (see [`parse::url_param`]); null
 /// when the URL does not carry it, which loses nothing.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct UrlParamUdf {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for UrlParamUdf {
-    fn name(&self) -> &str {
-        "url_param"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+fn url_param_udf() -> ScalarUDF {
+    let f = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
         let [url, name] = arrays.as_slice() else {
             return exec_err!("url_param() takes two arguments: the URL and the parameter's name");
         };
-        let (url, name) = (cast(url, &DataType::Utf8)?, cast(name, &DataType::Utf8)?);
-        let url = url.as_any().downcast_ref::<StringArray>().expect("Utf8");
-        let name = name.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        let url = url.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+        let name = name.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
         let out: StringArray = (0..url.len())
             .map(|i| {
                 (url.is_valid(i) && name.is_valid(i)).then(|| parse::url_param(url.value(i), name.value(i))).flatten()
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
-    }
+    };
+    create_udf("url_param", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
 }
 
 /// Stable keys for every id in `ids` (null stays null).
@@ -333,7 +318,7 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
         parse("email_domain", Kind::EmailDomain),
         parse("url_domain", Kind::UrlDomain),
         ScalarUDF::from(StripeAmountUdf { signature: Signature::any(2, Volatility::Immutable) }),
-        ScalarUDF::from(UrlParamUdf { signature: Signature::any(2, Volatility::Immutable) }),
+        url_param_udf(),
         ScalarUDF::from(SettingUdf {
             name: "home_currency",
             signature: Signature::nullary(Volatility::Immutable),
