@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use opslake_lake::Lake;
 use opslake_lake::ingest::{Event, FileSummary, IngestOptions, IngestReport, Input, RunContext, ingest};
-use opslake_schema::{Contract, ErrorClass, StorageLocation};
+use opslake_schema::{Contract, ErrorClass, Privacy, StorageLocation};
 use opslake_sources::ToolRegistry;
 use opslake_sources::parse::DateOrder;
 
@@ -114,7 +114,16 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
     let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
     let run = RunContext::start();
-    let options = IngestOptions { full_refresh: args.full_refresh, lock_ttl: Duration::from_secs(args.lock_ttl) };
+    let config_name = project.config_file.as_ref().map_or_else(|| "opslake.yml".into(), |f| f.display().to_string());
+    let privacy = Privacy::resolve(&project.config.personal_data, &contract, &config_name).map_err(|problems| {
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        CliError::user(format!("invalid personal_data policy:\n{text}"))
+    })?;
+    let options = IngestOptions {
+        full_refresh: args.full_refresh,
+        lock_ttl: Duration::from_secs(args.lock_ttl),
+        privacy: Some(privacy),
+    };
     let bar = progress_bar(inputs.len());
     let (mut rows, mut current) = (0u64, String::new());
     let mut on_event = |e: Event<'_>| match e {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use opslake_models::PIPELINES_DIR;
-use opslake_schema::{Contract, ErrorClass, Problem, Project, ProjectError, StorageLocation};
+use opslake_schema::{Contract, ErrorClass, Privacy, Problem, Project, ProjectError, StorageLocation};
 use opslake_sources::ToolRegistry;
 
 use crate::{CliError, LakeArgs, ProjectArgs};
@@ -45,6 +45,14 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
     if let Some(file) = config_name.as_ref().filter(|_| config_parsed) {
         problems.extend(project.config.validate(file, &known_tools));
     }
+    let privacy_file = config_name.clone().unwrap_or_else(|| "opslake.yml".into());
+    let privacy = match Privacy::resolve(&project.config.personal_data, &contract, &privacy_file) {
+        Ok(p) => Some(p),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
     if let Some(lake) = &args.lake.lake
         && let Err(msg) = StorageLocation::parse(lake)
     {
@@ -70,6 +78,11 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
     println!("lake       {lake}");
     println!("contract   {} tables in {} namespaces", contract.tables().count(), contract.namespaces().len());
     println!("tools      {}", tools.names().count());
+    if let Some(privacy) = &privacy {
+        for (i, line) in privacy.summary().iter().enumerate() {
+            println!("{}{line}", if i == 0 { "personal   " } else { "           " });
+        }
+    }
     println!(
         "pipelines  {}: {} model(s), {} data test(s), {} declared source table(s)",
         pipelines_dir.display(),

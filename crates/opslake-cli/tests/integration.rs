@@ -32,6 +32,9 @@ mod init_and_validate {
         let contract = opslake_schema::Contract::embedded().expect("contract");
         let summary = format!("{} tables in {} namespaces", contract.tables().count(), contract.namespaces().len());
         assert!(text(&out.stdout).contains(&summary), "{}", text(&out.stdout));
+        // The effective personal-data policy is shown, namespace by namespace.
+        assert!(text(&out.stdout).contains("personal   crm: keep ("), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("national ids or bank details: dropped"), "{}", text(&out.stdout));
         assert!(text(&out.stdout).ends_with("ok\n"));
     }
 
@@ -68,6 +71,21 @@ mod init_and_validate {
             assert!(stderr.contains(&expected), "missing {expected} in:\n{stderr}");
         }
         assert!(stderr.contains("3 problem(s) found"), "{stderr}");
+    }
+
+    #[test]
+    fn a_personal_data_policy_naming_what_does_not_exist_is_reported_with_its_line() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            tmp.path().join("opslake.yml"),
+            "personal_data:\n  namespaces: {hr: hash, people: drop}\n  columns:\n    hr.employees.job_title: drop\n",
+        )
+        .expect("write");
+        let out = opslake(&["validate", "."], tmp.path());
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("opslake.yml:2:") && stderr.contains("unknown namespace 'people'"), "{stderr}");
+        assert!(stderr.contains("opslake.yml:4:") && stderr.contains("not a personal column"), "{stderr}");
     }
 
     #[test]

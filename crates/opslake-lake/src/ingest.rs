@@ -20,6 +20,7 @@ use opslake_sources::detect::recognise;
 use opslake_sources::input::visit_inputs;
 use opslake_sources::mapping::{FileContext, RejectAction, RejectRecord, ShapeMapper};
 use opslake_sources::parse::DateOrder;
+use opslake_sources::privacy::Redactor;
 use serde::Serialize;
 
 use crate::lock::LakeLock;
@@ -56,11 +57,13 @@ pub struct IngestOptions {
     pub full_refresh: bool,
     /// How long the lake's lock lasts without renewal.
     pub lock_ttl: std::time::Duration,
+    /// The personal-data policy; `None` writes every value as it came.
+    pub privacy: Option<opslake_schema::Privacy>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { full_refresh: false, lock_ttl: crate::lock::DEFAULT_TTL }
+        Self { full_refresh: false, lock_ttl: crate::lock::DEFAULT_TTL, privacy: None }
     }
 }
 
@@ -281,6 +284,13 @@ async fn ingest_locked(
         Ok(())
     })?;
 
+    let redactor = match &options.privacy {
+        Some(p) if !p.keeps_everything() || p.drops_sensitive_keys() => {
+            let salt = if p.hashes() { crate::salt::salt(lake).await? } else { Vec::new() };
+            Some(Arc::new(Redactor::new(p.clone(), salt)))
+        }
+        _ => None,
+    };
     let mut staging = Staging::new()?;
     let mut tables: BTreeMap<String, Arc<Table>> = BTreeMap::new();
     let mut files = Vec::new();
@@ -312,6 +322,7 @@ async fn ingest_locked(
                     run,
                     opened,
                     &mut tables,
+                    redactor.as_ref(),
                     progress,
                 ) {
                     Ok(s) => s,
@@ -459,6 +470,7 @@ fn read_stream(
     run: &RunContext,
     opened: opslake_sources::input::Opened<'_>,
     tables: &mut BTreeMap<String, Arc<Table>>,
+    redactor: Option<&Arc<Redactor>>,
     progress: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<FileSummary> {
     let mut recognised = recognise(tools, input.tool.as_deref(), opened)?;
@@ -480,6 +492,7 @@ fn read_stream(
         run_id: run.run_id.clone(),
         ingested_at: run.started_at,
         snapshot_at,
+        redactor: redactor.cloned(),
     };
     let mut shape = d.shape.clone();
     if let Some(tz) = &input.timezone {

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod publish;
 pub mod read;
 pub mod runs;
+pub mod salt;
 pub mod stage;
 mod versions;
 pub mod write;

@@ -18,8 +18,15 @@ fn tools(project: Option<&Path>) -> Vec<Tool> {
     registry.tools()
 }
 
+/// Options as `opslake ingest` sets them by default: the default personal-data policy
+/// (everything kept but national ids and bank details).
+fn options() -> IngestOptions {
+    let privacy = opslake_schema::Privacy::resolve(&Default::default(), &contract(), "opslake.yml").expect("default");
+    IngestOptions { privacy: Some(privacy), ..IngestOptions::default() }
+}
+
 async fn run_ingest(lake_dir: &Path, inputs: &[Input], project: Option<&Path>) -> IngestReport {
-    run_with(lake_dir, inputs, project, &IngestOptions::default()).await
+    run_with(lake_dir, inputs, project, &options()).await
 }
 
 async fn run_with(lake_dir: &Path, inputs: &[Input], project: Option<&Path>, options: &IngestOptions) -> IngestReport {
@@ -681,8 +688,7 @@ mod reruns {
             }
         }
         // A full refresh reads everything again and rebuilds the same content.
-        let refresh =
-            run_with(lake.path(), &inputs, None, &IngestOptions { full_refresh: true, ..Default::default() }).await;
+        let refresh = run_with(lake.path(), &inputs, None, &IngestOptions { full_refresh: true, ..options() }).await;
         assert_eq!(refresh.files.len(), first.files.len());
         assert_eq!(content(lake.path()).await, content_1);
     }
@@ -782,7 +788,7 @@ mod reruns {
         let files: Vec<Input> =
             (1..=3).map(|d| input(dir.path().join(format!("Opportunity-day{d}.csv")), Some("salesforce"))).collect();
         let before = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
-        run_with(&lake, &files, None, &IngestOptions { full_refresh: true, ..Default::default() }).await;
+        run_with(&lake, &files, None, &IngestOptions { full_refresh: true, ..options() }).await;
         assert_eq!(opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v), before);
     }
 
@@ -1014,5 +1020,118 @@ mod finance_invariants {
                 );
             }
         }
+    }
+}
+
+/// The personal-data policy holds for every byte the lake keeps: table files, Delta logs (their
+/// column statistics too) and `_rejects`.
+mod personal_data {
+    use super::*;
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use opslake_schema::{PersonalData, Privacy};
+
+    const RAW: [&str; 6] =
+        ["Zorbina", "Quixleigh", "zorbina.quixleigh@example.org", "987-65-4321", "Vermilion", "Yzolde"];
+
+    /// Two CRM exports of the same person, one with a national id and a favourite colour in
+    /// columns no canonical column takes, and a ragged row naming someone.
+    fn exports(dir: &Path) -> Vec<Input> {
+        let hubspot = dir.join("hubspot_contacts.csv");
+        std::fs::write(
+            &hubspot,
+            "Record ID,First Name,Last Name,Email,Create Date,SSN,Favorite Color\n\
+             501,Zorbina,Quixleigh,Zorbina.Quixleigh@Example.org,2/5/24 1:51,987-65-4321,Vermilion\n\
+             502,Yzolde,,yzolde@example.net,2/5/24 1:52,,\n",
+        )
+        .expect("write");
+        let salesforce = dir.join("Contact.csv");
+        std::fs::write(
+            &salesforce,
+            "Id,IsDeleted,AccountId,FirstName,LastName,Email,ReportsToId\n\
+             0035g00000C0000001,0,,Zorbina,Quixleigh,zorbina.quixleigh@example.org,\n\
+             0035g00000C0000002,0,,Yzolde,Vermilion,yzolde@example.net,,extra\n",
+        )
+        .expect("write");
+        vec![input(hubspot, Some("hubspot")), input(salesforce, Some("salesforce"))]
+    }
+
+    /// Every file of the lake as text: Parquet decoded to its values, anything else as bytes.
+    fn lake_text(root: &Path) -> String {
+        let mut out = String::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).expect("read");
+                out.push_str(&String::from_utf8_lossy(&bytes));
+                if path.extension().is_some_and(|e| e == "parquet") {
+                    let file = std::fs::File::open(&path).expect("open");
+                    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .expect("parquet")
+                        .build()
+                        .expect("reader");
+                    for batch in reader {
+                        let batch = batch.expect("batch");
+                        for col in batch.columns() {
+                            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).expect("format");
+                            for i in 0..col.len() {
+                                out.push_str(&f.value(i).to_string());
+                                out.push('\n');
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn ingest_with(policy: &str) -> (tempfile::TempDir, IngestReport) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inputs = exports(dir.path());
+        let config = PersonalData::parse("opslake.yml", policy).expect("policy");
+        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let options = IngestOptions { privacy: Some(privacy), ..IngestOptions::default() };
+        let lake = dir.path().join("lake");
+        let report = run_with(&lake, &inputs, None, &options).await;
+        (dir, report)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hashed_people_leave_no_raw_value_in_any_file_and_still_join() {
+        let (dir, report) = ingest_with("namespaces: {crm: hash}").await;
+        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        assert_eq!(report.rows_rejected(), 1, "the ragged row");
+        let lake = dir.path().join("lake");
+        let text = lake_text(&lake);
+        for raw in RAW {
+            assert!(!text.contains(raw) && !text.to_lowercase().contains(&raw.to_lowercase()), "{raw} is in the lake");
+        }
+        // The same email from two tools hashes alike: the people still join.
+        let joined = query(
+            &lake,
+            "SELECT count(*) FROM crm.people h JOIN crm.people s ON h.email = s.email \
+             WHERE h.source_system = 'hubspot' AND s.source_system = 'salesforce'",
+        )
+        .await;
+        let n = joined[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count").value(0);
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn kept_people_are_there_but_national_ids_are_not() {
+        // The same check finds the values when they are kept: it is not blind.
+        let (dir, _) = ingest_with("default: keep").await;
+        let text = lake_text(&dir.path().join("lake"));
+        for raw in ["Zorbina", "Quixleigh", "zorbina.quixleigh@example.org", "Vermilion", "Yzolde"] {
+            assert!(text.contains(raw), "{raw} should be kept");
+        }
+        assert!(!text.contains("987-65-4321"), "a national id is dropped unless kept");
+        let (dir, _) = ingest_with("keep_national_ids: true").await;
+        assert!(lake_text(&dir.path().join("lake")).contains("987-65-4321"));
     }
 }

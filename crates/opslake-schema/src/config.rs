@@ -36,6 +36,9 @@ pub struct ProjectConfig {
     /// The exports to read, one entry per connected tool account.
     #[serde(default)]
     pub connections: Vec<Connection>,
+    /// What happens to personal data before it is written (see [`crate::privacy`]).
+    #[serde(default)]
+    pub personal_data: crate::privacy::PersonalData,
 }
 
 /// One connected tool: where its exports are and how to read them.
@@ -99,6 +102,7 @@ impl Default for ProjectConfig {
             fiscal_year_start_month: default_fiscal_month(),
             max_reject_ratio: default_max_reject_ratio(),
             connections: Vec::new(),
+            personal_data: crate::privacy::PersonalData::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod embedded;
 pub mod files;
 pub mod location;
+pub mod privacy;
 pub mod types;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use config::{CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectCon
 pub use contract::{Column, Contract, EnvelopeRole, Table, TableId, WriteMode};
 pub use diag::{ErrorClass, Problem};
 pub use location::{ObjectStoreKind, StorageLocation};
+pub use privacy::{PersonalData, PiiAction, Privacy};
 pub use types::ColumnType;
 
 /// Errors of this crate.

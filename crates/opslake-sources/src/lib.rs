@@ -15,6 +15,7 @@ pub mod input;
 pub mod json_reader;
 pub mod mapping;
 pub mod parse;
+pub mod privacy;
 pub mod raw;
 pub mod spec;
 pub mod udf;

@@ -51,6 +51,9 @@ pub struct FileContext {
     /// When the export was taken, UTC microseconds (the file's modification time): the
     /// `valid_from` of history rows whose source gives no `source_updated_at`.
     pub snapshot_at: i64,
+    /// The personal-data policy, applied to rows and rejects before they leave the mapper;
+    /// `None` keeps everything as it came.
+    pub redactor: Option<Arc<crate::privacy::Redactor>>,
 }
 
 /// What happened to a rejected row or value.
@@ -335,8 +338,21 @@ impl ShapeMapper {
         }
     }
 
-    /// Maps one chunk through every output of the shape.
+    /// Maps one chunk through every output of the shape; what leaves it (rows and rejects)
+    /// has passed the personal-data policy.
     pub fn map_chunk(&mut self, chunk: &RawChunk) -> Result<ChunkResult> {
+        let mut result = self.map_rows(chunk)?;
+        if let Some(r) = &self.file.redactor {
+            let sensitive = r.sensitive(chunk.batch.schema().fields().iter().map(|f| f.name()));
+            let shape_records = r.strictest(self.shape.outputs.iter().map(|o| o.table.id.to_string()));
+            for reject in &mut result.rejects {
+                r.reject(reject, shape_records, sensitive);
+            }
+        }
+        Ok(result)
+    }
+
+    fn map_rows(&mut self, chunk: &RawChunk) -> Result<ChunkResult> {
         let n = chunk.batch.num_rows();
         let mut result = ChunkResult { rows_read: (n + chunk.rejects.len()) as u64, ..ChunkResult::default() };
         for r in &chunk.rejects {
@@ -357,6 +373,9 @@ impl ShapeMapper {
             return Ok(result);
         }
         let compiled = self.compiled_for(&chunk.batch.schema())?;
+        let redactor = self.file.redactor.clone();
+        let sensitive =
+            redactor.as_ref().is_some_and(|r| r.sensitive(chunk.batch.schema().fields().iter().map(|f| f.name())));
         let mut written = vec![false; n];
         let mut passed = vec![false; n];
         let mut element_taken = vec![false; n];
@@ -370,6 +389,10 @@ impl ShapeMapper {
                 element_taken[i] |= out.element && passed_filter[i];
             }
             result.rejects.extend(rejects);
+            let batch = match &redactor {
+                Some(r) => r.batch(&out.table, batch, sensitive)?,
+                None => batch,
+            };
             result.batches.push((Arc::clone(&out.table), batch));
         }
         if has_element_outputs {
