@@ -166,7 +166,29 @@ mod corpus {
     use super::*;
 
     /// Files that are exports without a canonical table yet, and why.
-    const NOT_MAPPED: [(&str, &str); 20] = [
+    const NOT_MAPPED: [(&str, &str); 30] = [
+        ("api_harvest_v1_activity_feed.json", "a candidate's activity feed (notes, emails): no canonical table"),
+        (
+            "api_harvest_v1_job_post.json",
+            "a job post's application questions: no canonical table; the job lands from /v1/jobs",
+        ),
+        ("api_harvest_v1_offices.json", "offices: no canonical table; a job's office lands as its location"),
+        (
+            "api_harvest_v1_scheduled_interviews.json",
+            "scheduled interviews: no canonical table; an application's stage lands with the application",
+        ),
+        ("api_harvest_v1_stages.json", "a job's interview stages: no canonical table"),
+        ("api_harvest_v1_users.json", "Greenhouse users (recruiters): no canonical table for recruiting staff"),
+        (
+            "fivetran_eeoc.csv",
+            "EEOC self-identification answers (race, gender, disability, veteran status): no canonical table, and opslake does not land them",
+        ),
+        ("fivetran_job_stage.csv", "a job's interview stages: no canonical table"),
+        (
+            "fivetran_scheduled_interview.csv",
+            "scheduled interviews: no canonical table; an application's stage lands with the application",
+        ),
+        ("fivetran_user.csv", "Greenhouse users (recruiters): no canonical table for recruiting staff"),
         (
             "fivetran_workday_personal_information_history_data.csv",
             "personal details (birth date, gender, nationality) without the worker record (name, job, hire date): the WORKER table is not in the set",
@@ -254,6 +276,7 @@ mod corpus {
             ("mailchimp", "mailchimp"),
             ("hubspot_marketing", "hubspot"),
             ("workday", "workday"),
+            ("greenhouse", "greenhouse"),
         ];
         for (folder, tool) in folders {
             let mut files: Vec<PathBuf> =

@@ -296,7 +296,7 @@ impl ShapeMapper {
         let mut referenced: BTreeSet<String> = BTreeSet::new();
         let mut columns = Vec::new();
         for (name, sql, expr) in logical {
-            referenced.extend(expr.column_refs().iter().map(|c| c.name.clone()));
+            referenced.extend(consumed_columns(&expr));
             let check = match null_check_input(&expr) {
                 Some(col) => augmented.index_of(&col).map_or(NullCheck::None, NullCheck::Input),
                 None => NullCheck::None,
@@ -307,7 +307,7 @@ impl ShapeMapper {
         }
         let filter = match filter {
             Some(expr) => {
-                referenced.extend(expr.column_refs().iter().map(|c| c.name.clone()));
+                referenced.extend(consumed_columns(&expr));
                 let sql = output.filter.clone().unwrap_or_default();
                 Some(
                     self.ctx
@@ -661,14 +661,37 @@ impl ShapeMapper {
 /// The column an expression over one raw column reads, for the lost-value check; `None` when
 /// the expression reads several columns or decides about nulls itself (`CASE`, `coalesce`,
 /// `nullif`, `IS NULL`), in which case its nulls are trusted.
+/// The raw columns an expression maps. A column read only through `json_path` (one value out
+/// of a JSON array or object) is not: the rest of its JSON would be lost, so it still goes to
+/// custom_fields whole.
+fn consumed_columns(expr: &Expr) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let _ = expr.apply(|e| {
+        Ok(match e {
+            Expr::ScalarFunction(f) if f.name() == "json_path" => {
+                for arg in f.args.iter().skip(1) {
+                    out.extend(arg.column_refs().iter().map(|c| c.name.clone()));
+                }
+                TreeNodeRecursion::Jump
+            }
+            Expr::Column(c) => {
+                out.insert(c.name.clone());
+                TreeNodeRecursion::Continue
+            }
+            _ => TreeNodeRecursion::Continue,
+        })
+    });
+    out
+}
+
 fn null_check_input(expr: &Expr) -> Option<String> {
     let mut has_null_logic = false;
     let _ = expr.apply(|e| {
         has_null_logic |= match e {
             Expr::Case(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => true,
-            // url_param's null means "the URL has no such parameter", not a lost value.
+            // url_param's and json_path's null means "not there", not a lost value.
             Expr::ScalarFunction(f) => {
-                matches!(f.name(), "coalesce" | "nullif" | "nvl" | "ifnull" | "nvl2" | "url_param")
+                matches!(f.name(), "coalesce" | "nullif" | "nvl" | "ifnull" | "nvl2" | "url_param" | "json_path")
             }
             _ => false,
         };

@@ -444,6 +444,26 @@ pub fn url_param(url: &str, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The value at `path` (dot-separated keys and 0-based array positions) of JSON text `json`:
+/// strings as they are, other scalars as written, objects and arrays as compact JSON; `None`
+/// when the text is not JSON or the path is not there.
+pub fn json_path(json: &str, path: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut v = &doc;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        v = match v {
+            serde_json::Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            serde_json::Value::Object(map) => map.get(seg)?,
+            _ => return None,
+        };
+    }
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// The stable key of a record: SHA-256 over the parts joined by the unit separator, first
 /// 16 bytes as 32 hex digits. Stable across versions and machines: keys in a lake never change.
 pub fn stable_key<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {

@@ -264,6 +264,28 @@ fn url_param_udf() -> ScalarUDF {
     create_udf("url_param", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
 }
 
+/// `json_path(json, 'path')`: one value out of a JSON text, by dot-separated keys and array
+/// positions from 0 (`'0.value'` is the first email of `[{"type":"work","value":"a@b.c"}]`);
+/// text as it is, numbers and booleans as written, objects and arrays as JSON; null when the
+/// path is not there. The column it reads still goes to custom_fields whole.
+fn json_path_udf() -> ScalarUDF {
+    let f = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let [json, path] = arrays.as_slice() else {
+            return exec_err!("json_path() takes two arguments: the JSON text and the path");
+        };
+        let json = json.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+        let path = path.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+        let out: StringArray = (0..json.len())
+            .map(|i| {
+                (json.is_valid(i) && path.is_valid(i)).then(|| parse::json_path(json.value(i), path.value(i))).flatten()
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    };
+    create_udf("json_path", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
+}
+
 /// Stable keys for every id in `ids` (null stays null).
 pub fn entity_keys(system: &str, connection: &str, ids: &ArrayRef) -> DfResult<ArrayRef> {
     let ids = cast(ids, &DataType::Utf8)?;
@@ -319,6 +341,7 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
         parse("url_domain", Kind::UrlDomain),
         ScalarUDF::from(StripeAmountUdf { signature: Signature::any(2, Volatility::Immutable) }),
         url_param_udf(),
+        json_path_udf(),
         ScalarUDF::from(SettingUdf {
             name: "home_currency",
             signature: Signature::nullary(Volatility::Immutable),
@@ -387,5 +410,11 @@ mod tests {
         assert_eq!(eval(&format!("url_param({landing}, 'utm_term')")).await, "tow truck");
         assert_eq!(eval(&format!("url_param({landing}, 'utm_medium')")).await, "NULL");
         assert_eq!(eval("url_param('{lpurl}?utm_campaign={campaignid}', 'utm_campaign')").await, "{campaignid}");
+        let emails = r#"'[{"type":"personal","value":"a@b.example"},{"type":"work","value":"c@d.example"}]'"#;
+        assert_eq!(eval(&format!("json_path({emails}, '1.value')")).await, "c@d.example");
+        assert_eq!(eval(&format!("json_path({emails}, '2.value')")).await, "NULL");
+        assert_eq!(eval(r#"json_path('{"a":{"n":4.25,"ok":true}}', 'a.n')"#).await, "4.25");
+        assert_eq!(eval(r#"json_path('{"a":{"n":4.5,"ok":true}}', 'a')"#).await, r#"{"n":4.5,"ok":true}"#);
+        assert_eq!(eval("json_path('not json', '0')").await, "NULL");
     }
 }
