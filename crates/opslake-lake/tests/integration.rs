@@ -166,7 +166,10 @@ mod corpus {
     use super::*;
 
     /// Files that are exports without a canonical table yet, and why.
-    const NOT_MAPPED: [(&str, &str); 30] = [
+    const NOT_MAPPED: [(&str, &str); 33] = [
+        ("api_meta_fields.json", "the account's field definitions (metadata), not records"),
+        ("api_meta_fields_faros.json", "the account's field definitions (metadata), not records"),
+        ("api_time_off_estimate.json", "a time-off balance estimate: no canonical table for time off"),
         ("api_harvest_v1_activity_feed.json", "a candidate's activity feed (notes, emails): no canonical table"),
         (
             "api_harvest_v1_job_post.json",
@@ -277,6 +280,7 @@ mod corpus {
             ("hubspot_marketing", "hubspot"),
             ("workday", "workday"),
             ("greenhouse", "greenhouse"),
+            ("bamboohr", "bamboohr"),
         ];
         for (folder, tool) in folders {
             let mut files: Vec<PathBuf> =

@@ -444,13 +444,23 @@ pub fn url_param(url: &str, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The value at `path` (dot-separated keys and 0-based array positions) of JSON text `json`:
+/// The value at `path` (dot-separated keys, 0-based array positions and `[key=value]`
+/// selectors) of JSON text `json`:
 /// strings as they are, other scalars as written, objects and arrays as compact JSON; `None`
 /// when the text is not JSON or the path is not there.
 pub fn json_path(json: &str, path: &str) -> Option<String> {
     let doc: serde_json::Value = serde_json::from_str(json).ok()?;
     let mut v = &doc;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
+        // `[key=value]` picks the first element of an array whose `key` is `value`: key-value
+        // lists like BambooHR's `<field id="date">` rows.
+        if let Some((key, want)) =
+            seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')).and_then(|s| s.split_once('='))
+        {
+            let serde_json::Value::Array(items) = v else { return None };
+            v = items.iter().find(|item| item.get(key).and_then(serde_json::Value::as_str) == Some(want))?;
+            continue;
+        }
         v = match v {
             serde_json::Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
             serde_json::Value::Object(map) => map.get(seg)?,

@@ -264,8 +264,9 @@ fn url_param_udf() -> ScalarUDF {
     create_udf("url_param", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
 }
 
-/// `json_path(json, 'path')`: one value out of a JSON text, by dot-separated keys and array
-/// positions from 0 (`'0.value'` is the first email of `[{"type":"work","value":"a@b.c"}]`);
+/// `json_path(json, 'path')`: one value out of a JSON text, by dot-separated keys, array
+/// positions from 0 (`'0.value'` is the first email of `[{"type":"work","value":"a@b.c"}]`)
+/// and `[key=value]` selectors (`'[@id=date].#text'`);
 /// text as it is, numbers and booleans as written, objects and arrays as JSON; null when the
 /// path is not there. The column it reads still goes to custom_fields whole.
 fn json_path_udf() -> ScalarUDF {
@@ -416,5 +417,8 @@ mod tests {
         assert_eq!(eval(r#"json_path('{"a":{"n":4.25,"ok":true}}', 'a.n')"#).await, "4.25");
         assert_eq!(eval(r#"json_path('{"a":{"n":4.5,"ok":true}}', 'a')"#).await, r#"{"n":4.5,"ok":true}"#);
         assert_eq!(eval("json_path('not json', '0')").await, "NULL");
+        let fields = r##"'[{"@id":"date","#text":"2010-06-01"},{"@id":"jobTitle","#text":"Machinist"}]'"##;
+        assert_eq!(eval(&format!("json_path({fields}, '[@id=jobTitle].#text')")).await, "Machinist");
+        assert_eq!(eval(&format!("json_path({fields}, '[@id=salary].#text')")).await, "NULL");
     }
 }
