@@ -245,6 +245,7 @@ fn json_options(shape: &Shape) -> JsonOptions {
     JsonOptions {
         records: shape.read.records.clone(),
         explode: shape.read.explode.clone(),
+        parent: shape.read.parent,
         nulls: NullMarkers::new(&shape.read.null_values),
     }
 }

@@ -16,9 +16,14 @@ pub struct JsonOptions {
     /// Dotted path to the records (`records`, `data.items`); empty: the document itself, or
     /// each element when the document is an array.
     pub records: Option<String>,
-    /// Dotted path, inside a record, to an array whose elements each become a row, with the
-    /// parent's fields beside theirs (prefixed by the path).
-    pub explode: Option<String>,
+    /// Dotted paths, inside a record, to arrays whose elements each become a row, with the
+    /// parent's fields beside theirs (prefixed by the path). With one path the record's rows
+    /// are its elements; with several (a payroll's earnings, taxes and deductions), the record
+    /// is a row of its own and each element of each array one more.
+    pub explode: Vec<String>,
+    /// With `records`: the document's own fields around the records (a payroll's id and pay
+    /// period around its employees' pay) beside every record's, as `#parent.<path>` columns.
+    pub parent: bool,
     /// Values meaning "no value" besides JSON null and the empty string.
     pub nulls: NullMarkers,
 }
@@ -57,13 +62,20 @@ fn at_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').filter(|p| !p.is_empty()).try_fold(value, |v, key| v.get(key))
 }
 
-/// The rows one record yields: itself, or one per element of the exploded array.
+/// The rows one record yields: itself, or one per element of the exploded array(s).
 pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
-    let Some(path) = opts.explode.as_deref() else {
-        let mut flat = Vec::new();
-        flatten(record, "", &mut flat);
-        return vec![flat];
-    };
+    match opts.explode.as_slice() {
+        [] => {
+            let mut flat = Vec::new();
+            flatten(record, "", &mut flat);
+            vec![flat]
+        }
+        [path] => single_array_rows(record, path),
+        paths => several_array_rows(record, paths),
+    }
+}
+
+fn single_array_rows(record: &Value, path: &str) -> Vec<FlatRecord> {
     let mut parent = record.clone();
     let children = take_at_path(&mut parent, path);
     let mut base = Vec::new();
@@ -91,6 +103,40 @@ pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
             vec![row]
         }
     }
+}
+
+/// The record's own row (every index null), then one row per element of each array in the
+/// order the paths are given, each with its array's index set and the others null.
+fn several_array_rows(record: &Value, paths: &[String]) -> Vec<FlatRecord> {
+    let mut parent = record.clone();
+    let children: Vec<Option<Value>> = paths.iter().map(|p| take_at_path(&mut parent, p)).collect();
+    let mut base = Vec::new();
+    flatten(&parent, "", &mut base);
+    let indexes = |set: Option<(usize, usize)>| -> FlatRecord {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (index_column(p), set.filter(|(which, _)| *which == k).map(|(_, i)| (i + 1).to_string())))
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut own = base.clone();
+    own.extend(indexes(None));
+    rows.push(own);
+    for (k, (path, items)) in paths.iter().zip(children).enumerate() {
+        let items = match items {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => continue,
+            Some(one) => vec![one],
+        };
+        for (i, item) in items.iter().enumerate() {
+            let mut row = base.clone();
+            row.extend(indexes(Some((k, i))));
+            flatten(item, path, &mut row);
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// The column holding an exploded element's position in its array, from 1 (null for a record
@@ -195,6 +241,12 @@ impl JsonDocReader {
 
     /// Locates the records of an already parsed document.
     pub fn from_value(file: &str, doc: Value, opts: &JsonOptions) -> Result<Self> {
+        let mut parent = Vec::new();
+        if let Some(path) = opts.records.as_deref().filter(|p| opts.parent && !p.is_empty()) {
+            let mut around = doc.clone();
+            take_at_path(&mut around, path);
+            flatten(&around, "#parent", &mut parent);
+        }
         let records: Vec<Value> = match opts.records.as_deref().filter(|p| !p.is_empty()) {
             Some(path) => match at_path(&doc, path) {
                 Some(Value::Array(items)) => items.clone(),
@@ -214,7 +266,10 @@ impl JsonDocReader {
         };
         let mut rows = Vec::new();
         for (i, rec) in records.iter().enumerate() {
-            rows.extend(record_rows(rec, opts).into_iter().map(|flat| (i as u64 + 1, flat)));
+            rows.extend(record_rows(rec, opts).into_iter().map(|mut flat| {
+                flat.extend(parent.iter().cloned());
+                (i as u64 + 1, flat)
+            }));
         }
         Ok(Self {
             rows: rows.into_iter(),
@@ -331,9 +386,39 @@ mod tests {
     }
 
     #[test]
+    fn several_arrays_give_the_record_its_own_row_and_one_per_element() {
+        let doc: Value = serde_json::from_str(
+            r#"{"uuid": "p1", "pay_period": {"start_date": "2026-01-01"}, "employee_compensations": [
+                {"employee_uuid": "e1", "gross_pay": "100.00", "taxes": [{"name": "Fed", "amount": "10.00"}],
+                 "deductions": [{"name": "401k", "amount": "5.00"}, {"name": "Health", "amount": "2.00"}]}]}"#,
+        )
+        .expect("json");
+        let opts = JsonOptions {
+            records: Some("employee_compensations".into()),
+            explode: vec!["taxes".into(), "deductions".into()],
+            parent: true,
+            ..JsonOptions::default()
+        };
+        let mut r = JsonDocReader::from_value("p.json", doc, &opts).expect("records");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 4, "the record and its three elements");
+        assert_eq!(c.lines, [1, 1, 1, 1], "all from the first record");
+        let taxes = col(&c, "taxes.#index");
+        let deductions = col(&c, "deductions.#index");
+        let index = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        assert_eq!(
+            (0..4).map(|i| (index(taxes, i), index(deductions, i))).collect::<Vec<_>>(),
+            [(None, None), (Some("1".into()), None), (None, Some("1".into())), (None, Some("2".into()))]
+        );
+        assert_eq!(col(&c, "deductions.amount").value(3), "2.00");
+        assert_eq!(col(&c, "#parent.pay_period.start_date").value(2), "2026-01-01");
+        assert_eq!(col(&c, "gross_pay").value(1), "100.00", "record fields are on every row");
+    }
+
+    #[test]
     fn explodes_child_arrays_beside_parent_fields() {
         let doc = r#"[{"Id":"inv1","Line":[{"Amount":1},{"Amount":2}]},{"Id":"inv2","Line":[]}]"#;
-        let opts = JsonOptions { explode: Some("Line".into()), ..JsonOptions::default() };
+        let opts = JsonOptions { explode: vec!["Line".into()], ..JsonOptions::default() };
         let mut r = JsonDocReader::new("i.json", Box::new(doc.as_bytes()), &opts).expect("parses");
         let c = r.next_chunk().expect("reads").expect("chunk");
         assert_eq!(c.batch.num_rows(), 3);

@@ -226,8 +226,8 @@ impl ShapeMapper {
         // In an exploded shape, an element's columns travel with the rows of elements (invoice
         // lines) and the record's with the rows of records (the invoice), so each is kept once
         // and beside the row it describes. With only one kind of output, that one takes all.
-        let element_prefix = self.shape.read.explode.as_ref().map(|p| format!("{p}."));
-        let is_element = |name: &str| element_prefix.as_ref().is_some_and(|p| name.starts_with(p.as_str()));
+        let element_prefixes: Vec<String> = self.shape.read.explode.iter().map(|p| format!("{p}.")).collect();
+        let is_element = |name: &str| element_prefixes.iter().any(|p| name.starts_with(p.as_str()));
         let per_element: Vec<bool> = outputs
             .iter()
             .map(|o| o.referenced.iter().any(|c| is_element(c) && !crate::json_reader::is_index_column(c)))
@@ -427,39 +427,45 @@ impl ShapeMapper {
     /// table takes its actions), the element's columns would be lost with the row: they are kept
     /// in `_rejects` as UNMAPPED, the row itself being written.
     fn record_untaken_elements(&self, chunk: &RawChunk, taken: &[bool], written: &[bool], result: &mut ChunkResult) {
-        let Some(explode) = &self.shape.read.explode else { return };
         let schema = chunk.batch.schema();
-        let Ok(index_col) = schema.index_of(&crate::json_reader::index_column(explode)) else { return };
-        let index = chunk.batch.column(index_col).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
-        let prefix = format!("{explode}.");
-        let element_cols: Vec<usize> = (0..schema.fields().len())
-            .filter(|&i| i != index_col && schema.field(i).name().starts_with(&prefix))
-            .collect();
-        for i in 0..chunk.batch.num_rows() {
-            if taken[i] || !written[i] || index.is_null(i) {
-                continue;
-            }
-            let mut element = serde_json::Map::new();
-            for &c in &element_cols {
-                let col = chunk.batch.column(c).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
-                if col.is_valid(i) {
-                    element.insert(schema.field(c).name().clone(), serde_json::Value::String(col.value(i).to_string()));
+        for explode in &self.shape.read.explode {
+            let Ok(index_col) = schema.index_of(&crate::json_reader::index_column(explode)) else { continue };
+            let index =
+                chunk.batch.column(index_col).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
+            let prefix = format!("{explode}.");
+            let element_cols: Vec<usize> = (0..schema.fields().len())
+                .filter(|&i| i != index_col && schema.field(i).name().starts_with(&prefix))
+                .collect();
+            for i in 0..chunk.batch.num_rows() {
+                if taken[i] || !written[i] || index.is_null(i) {
+                    continue;
                 }
+                let mut element = serde_json::Map::new();
+                for &c in &element_cols {
+                    let col =
+                        chunk.batch.column(c).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
+                    if col.is_valid(i) {
+                        element.insert(
+                            schema.field(c).name().clone(),
+                            serde_json::Value::String(col.value(i).to_string()),
+                        );
+                    }
+                }
+                result.rejects.push(RejectRecord {
+                    row: chunk.rows[i],
+                    line: chunk.lines[i],
+                    table: None,
+                    column: Some(explode.clone()),
+                    raw_value: Some(index.value(i).to_string()),
+                    reason: format!(
+                        "element {} of {explode}: the record landed, but no output of {} takes this element",
+                        index.value(i),
+                        self.shape.id
+                    ),
+                    action: RejectAction::Unmapped,
+                    raw_record: Some(serde_json::Value::Object(element).to_string()),
+                });
             }
-            result.rejects.push(RejectRecord {
-                row: chunk.rows[i],
-                line: chunk.lines[i],
-                table: None,
-                column: Some(explode.clone()),
-                raw_value: Some(index.value(i).to_string()),
-                reason: format!(
-                    "element {} of {explode}: the record landed, but no output of {} takes this element",
-                    index.value(i),
-                    self.shape.id
-                ),
-                action: RejectAction::Unmapped,
-                raw_record: Some(serde_json::Value::Object(element).to_string()),
-            });
         }
     }
 

@@ -105,9 +105,19 @@ struct RawRead {
     #[serde(default)]
     records: Option<String>,
     #[serde(default)]
-    explode: Option<String>,
+    explode: Option<OneOrMany>,
+    #[serde(default)]
+    parent: bool,
     #[serde(default)]
     unpivot: Option<Unpivot>,
+}
+
+/// A path, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Wide to long: every column besides `keep` becomes a row of its own, with the column's name
@@ -199,8 +209,10 @@ pub struct ReadSpec {
     pub short_rows: ShortRows,
     /// JSON records path.
     pub records: Option<String>,
-    /// JSON array to explode.
-    pub explode: Option<String>,
+    /// JSON arrays to explode (see [`crate::json_reader::JsonOptions::explode`]).
+    pub explode: Vec<String>,
+    /// The document's fields beside each record's (see [`crate::json_reader::JsonOptions::parent`]).
+    pub parent: bool,
     /// Columns to turn into rows.
     pub unpivot: Option<Unpivot>,
 }
@@ -387,7 +399,12 @@ fn load_shape(
             null_values,
             short_rows: r.short_rows,
             records: r.records.clone(),
-            explode: r.explode.clone(),
+            explode: match &r.explode {
+                None => Vec::new(),
+                Some(OneOrMany::One(p)) => vec![p.clone()],
+                Some(OneOrMany::Many(ps)) => ps.clone(),
+            },
+            parent: r.parent,
             unpivot: r.unpivot.clone(),
         },
         timezone,
