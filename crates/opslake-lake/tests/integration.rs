@@ -1171,6 +1171,75 @@ mod personal_data {
         assert_eq!(n, 1);
     }
 
+    /// People data: an HR record with a salary, a payroll and the same person as a CRM user.
+    fn hr_exports(dir: &Path) -> Vec<Input> {
+        let bamboo = dir.join("employee.json");
+        std::fs::write(
+            &bamboo,
+            r#"{"id": "77", "firstName": "Zorbina", "lastName": "Quixleigh", "employeeNumber": "E-77", "hireDate": "2024-02-01",
+                "workEmail": "Zorbina.Quixleigh@Example.org", "homeEmail": "yzolde@example.net", "dateOfBirth": "1987-06-05",
+                "payRate": "98765.43 USD", "paidPer": "Year", "jobTitle": "Account Executive", "preferredName": "Vermilion",
+                "ssn": "987-65-4321"}"#,
+        )
+        .expect("write");
+        let payroll = dir.join("payroll.json");
+        std::fs::write(
+            &payroll,
+            r#"{"uuid": "pr-1", "check_date": "2026-01-20", "pay_period": {"start_date": "2026-01-01", "end_date": "2026-01-15"},
+                "employee_compensations": [{"employee_uuid": "77", "excluded": false, "gross_pay": "7654.32", "net_pay": "5432.10",
+                  "check_amount": "5432.10", "hourly_compensations": [{"name": "Regular Hours", "hours": "80", "amount": "7654.32"}],
+                  "taxes": [{"name": "Federal Income Tax", "employer": false, "amount": "2222.22"}]}]}"#,
+        )
+        .expect("write");
+        let users = dir.join("User.csv");
+        std::fs::write(
+            &users,
+            "Id,Username,FirstName,LastName,Email,IsActive,UserRoleId
+             0055g00000U0000077,zq@lumenops.example,Zorbina,Quixleigh,zorbina.quixleigh@example.org,1,00E
+",
+        )
+        .expect("write");
+        vec![input(bamboo, Some("bamboohr")), input(payroll, Some("gusto")), input(users, Some("salesforce"))]
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hashed_hr_leaves_no_name_email_or_salary_and_employees_still_join_users() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inputs = hr_exports(dir.path());
+        let config = PersonalData::parse("opslake.yml", "namespaces: {hr: hash, crm: hash}").expect("policy");
+        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let lake = dir.path().join("lake");
+        let report = run_with(&lake, &inputs, None, &IngestOptions { privacy: Some(privacy), ..options() }).await;
+        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        assert!(report.files.iter().map(|f| f.rows_written).sum::<u64>() >= 5, "{:?}", report.files);
+        let text = lake_text(&lake);
+        for raw in [
+            "Zorbina",
+            "Quixleigh",
+            "zorbina.quixleigh",
+            "yzolde@",
+            "Vermilion",
+            "98765",
+            "7654.32",
+            "5432.1",
+            "2222.22",
+            "1987-06-05",
+            "987-65-4321",
+        ] {
+            assert!(!text.to_lowercase().contains(&raw.to_lowercase()), "{raw} is in the lake");
+        }
+        // The employee's hashed work email meets the CRM user's hashed email.
+        let joined =
+            query(&lake, "SELECT count(*) FROM hr.employees e JOIN crm.users u ON e.work_email = u.email").await;
+        let n = joined[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count").value(0);
+        assert_eq!(n, 1);
+        // The payroll still says who was paid and what for; only the amounts are gone.
+        let lines =
+            query(&lake, "SELECT count(*) FROM hr.payroll_lines WHERE amount IS NULL AND line_type IS NOT NULL").await;
+        let n = lines[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count").value(0);
+        assert_eq!(n, 4, "gross, net, one earning, one tax");
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn kept_people_are_there_but_national_ids_are_not() {
         // The same check finds the values when they are kept: it is not blind.
