@@ -353,12 +353,38 @@ mod demo {
                SELECT source_system FROM crm.opportunities UNION ALL SELECT source_system FROM crm.people \
                UNION ALL SELECT source_system FROM finance.customers UNION ALL SELECT source_system FROM finance.payments \
                UNION ALL SELECT source_system FROM marketing.ad_performance_daily \
-               UNION ALL SELECT source_system FROM marketing.email_activity UNION ALL SELECT source_system FROM ref.fx_rates) \
+               UNION ALL SELECT source_system FROM marketing.email_activity UNION ALL SELECT source_system FROM ref.fx_rates \
+               UNION ALL SELECT source_system FROM hr.employees UNION ALL SELECT source_system FROM hr.payroll_lines \
+               UNION ALL SELECT source_system FROM hr.applications) \
              ORDER BY 1",
         );
         assert_eq!(
             systems,
-            "source_system\nfx_rates\ngoogle_ads\nhubspot\nlinkedin_ads\nmailchimp\nmeta_ads\nquickbooks\nsalesforce\nstripe\nxero\n"
+            "source_system\nbamboohr\nfx_rates\ngoogle_ads\ngreenhouse\ngusto\nhubspot\nlinkedin_ads\nmailchimp\nmeta_ads\nquickbooks\nsalesforce\nstripe\nxero\n"
+        );
+        // The sales reps are employees: every CRM user is an HR record with the same work email.
+        assert_eq!(
+            csv_query(
+                &dir,
+                "SELECT count(*) AS reps, count(e.work_email) AS employed FROM crm.users u \
+                 LEFT JOIN (SELECT DISTINCT work_email FROM hr.employees WHERE source_system = 'bamboohr') e ON e.work_email = u.email"
+            ),
+            "reps,employed\n4,4\n"
+        );
+        // Every paycheck adds up, and every hire came through Greenhouse.
+        let payroll = csv_query(
+            &dir,
+            "SELECT count(*) AS paychecks, count(CASE WHEN gross = net + taxes + deductions THEN 1 END) AS adding_up FROM ( \
+               SELECT payroll_id, employee_id, sum(CASE line_type WHEN 'GROSS_PAY' THEN amount END) AS gross, \
+               sum(CASE line_type WHEN 'NET_PAY' THEN amount END) AS net, \
+               sum(CASE line_type WHEN 'EMPLOYEE_TAX' THEN amount END) AS taxes, \
+               sum(CASE line_type WHEN 'DEDUCTION' THEN amount END) AS deductions FROM hr.payroll_lines GROUP BY 1, 2)",
+        );
+        let counts: Vec<&str> = payroll.lines().nth(1).expect("row").split(',').collect();
+        assert!(counts[0] != "0" && counts[0] == counts[1], "{payroll}");
+        assert_eq!(
+            csv_query(&dir, "SELECT count(*) AS hired FROM hr.applications WHERE status = 'HIRED'"),
+            "hired\n12\n"
         );
         // At least 80% of billing customers resolve to a CRM organization (the self-serve buyers
         // sales never met do not).

@@ -6,8 +6,11 @@
 //! numbers are reproducible. One module per tool writes that tool's files: a tool added to
 //! opslake adds a module here.
 
+mod bamboohr;
 mod fx_rates;
 mod google_ads;
+mod greenhouse;
+mod gusto;
 mod hubspot;
 mod linkedin_ads;
 mod mailchimp;
@@ -195,7 +198,40 @@ pub(crate) struct Demo {
     pub(crate) reps: Vec<Rep>,
     pub(crate) campaigns: Vec<Campaign>,
     pub(crate) self_serve: Vec<SelfServe>,
+    /// The company's own staff; the sales reps are the first of them.
+    pub(crate) staff: Vec<Employee>,
 }
+
+/// Someone the company employs.
+pub(crate) struct Employee {
+    pub(crate) id: usize,
+    pub(crate) first: &'static str,
+    pub(crate) last: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) department: &'static str,
+    /// Yearly salary in USD cents.
+    pub(crate) salary_cents: u64,
+    pub(crate) hired: NaiveDate,
+}
+
+impl Employee {
+    /// Work email, the same in the CRM (for reps), HR and payroll.
+    pub(crate) fn email(&self) -> String {
+        format!("{}.{}@lumenops.example", self.first.to_lowercase(), self.last.to_lowercase())
+    }
+}
+
+/// Staff besides the sales reps: (first, last, title, department, salary in dollars).
+const STAFF: &[(&str, &str, &str, &str, u64)] = &[
+    ("Lena", "Fischer", "CEO", "Executive", 180_000),
+    ("Omar", "Haddad", "Head of Marketing", "Marketing", 140_000),
+    ("Priya", "Nakamura", "Growth Marketer", "Marketing", 95_000),
+    ("Sven", "Eriksen", "Controller", "Finance", 120_000),
+    ("Rosa", "Lopez", "Data Engineer", "Engineering", 135_000),
+    ("Kofi", "Okafor", "Backend Engineer", "Engineering", 130_000),
+    ("Hana", "Ito", "People Partner", "People", 90_000),
+    ("Quinn", "Varga", "Customer Success Manager", "Customer Success", 85_000),
+];
 
 const PREFIXES: &[&str] = &[
     "Alder",
@@ -328,7 +364,33 @@ impl Demo {
                 monthly_cents: (49 + rng.below(200)) * 100,
             })
             .collect();
-        Self { year, companies, reps, campaigns, self_serve }
+        let mut staff: Vec<Employee> = reps
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Employee {
+                id: i,
+                first: r.first,
+                last: r.last,
+                title: "Account Executive",
+                department: "Sales",
+                salary_cents: (70_000 + 5_000 * i as u64) * 100,
+                hired: NaiveDate::from_ymd_opt(year - 1 + i as i32 / 2, 1 + (i as u32 * 4) % 12, 1)
+                    .expect("valid date"),
+            })
+            .collect();
+        for (k, (first, last, title, department, salary)) in STAFF.iter().enumerate() {
+            staff.push(Employee {
+                id: staff.len(),
+                first,
+                last,
+                title,
+                department,
+                salary_cents: salary * 100,
+                hired: NaiveDate::from_ymd_opt(year - 2 + (k % 3) as i32, 1 + (k as u32 * 5) % 12, 1)
+                    .expect("valid date"),
+            });
+        }
+        Self { year, companies, reps, campaigns, self_serve, staff }
     }
 
     /// Days of the demo's year.
@@ -431,6 +493,9 @@ const CONNECTIONS: &[(&str, &str, &str)] = &[
     ("meta_ads", "meta_ads", "USD"),
     ("linkedin_ads", "linkedin_ads", "USD"),
     ("mailchimp", "mailchimp", "USD"),
+    ("bamboohr", "bamboohr", "USD"),
+    ("gusto", "gusto", "USD"),
+    ("greenhouse", "greenhouse", "USD"),
     ("fx_rates", "fx_rates", "USD"),
 ];
 
@@ -464,6 +529,9 @@ pub(crate) fn write_project(demo: &Demo, dir: &Path) -> Result<(), CliError> {
     meta_ads::write_exports(demo, dir)?;
     linkedin_ads::write_exports(demo, dir)?;
     mailchimp::write_exports(demo, dir)?;
+    bamboohr::write_exports(demo, dir)?;
+    gusto::write_exports(demo, dir)?;
+    greenhouse::write_exports(demo, dir)?;
     Ok(())
 }
 
