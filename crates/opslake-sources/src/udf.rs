@@ -244,47 +244,19 @@ impl ScalarUDFImpl for SettingUdf {
     }
 }
 
-/// `url_param(url, name)`: a query parameter of a URL, decoded (see [`parse::url_param`]); null
-/// when the URL does not carry it, which loses nothing.
-fn url_param_udf() -> ScalarUDF {
-    let f = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+/// A function of two texts giving a text, `f` applied row by row (null in, null out).
+fn text_pair_udf(name: &'static str, f: fn(&str, &str) -> Option<String>) -> ScalarUDF {
+    let body = move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(args)?;
-        let [url, name] = arrays.as_slice() else {
-            return exec_err!("url_param() takes two arguments: the URL and the parameter's name");
-        };
-        let url = url.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
-        let name = name.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
-        let out: StringArray = (0..url.len())
-            .map(|i| {
-                (url.is_valid(i) && name.is_valid(i)).then(|| parse::url_param(url.value(i), name.value(i))).flatten()
-            })
+        let [a, b] = arrays.as_slice() else { return exec_err!("{name}() takes two arguments") };
+        let a = a.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+        let b = b.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+        let out: StringArray = (0..a.len())
+            .map(|i| (a.is_valid(i) && b.is_valid(i)).then(|| f(a.value(i), b.value(i))).flatten())
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     };
-    create_udf("url_param", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
-}
-
-/// `json_path(json, 'path')`: one value out of a JSON text, by dot-separated keys, array
-/// positions from 0 (`'0.value'` is the first email of `[{"type":"work","value":"a@b.c"}]`)
-/// and `[key=value]` selectors (`'[@id=date].#text'`);
-/// text as it is, numbers and booleans as written, objects and arrays as JSON; null when the
-/// path is not there. The column it reads still goes to custom_fields whole.
-fn json_path_udf() -> ScalarUDF {
-    let f = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(args)?;
-        let [json, path] = arrays.as_slice() else {
-            return exec_err!("json_path() takes two arguments: the JSON text and the path");
-        };
-        let json = json.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
-        let path = path.as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
-        let out: StringArray = (0..json.len())
-            .map(|i| {
-                (json.is_valid(i) && path.is_valid(i)).then(|| parse::json_path(json.value(i), path.value(i))).flatten()
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    };
-    create_udf("json_path", vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(f))
+    create_udf(name, vec![DataType::Utf8, DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(body))
 }
 
 /// Stable keys for every id in `ids` (null stays null).
@@ -341,8 +313,11 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
         parse("email_domain", Kind::EmailDomain),
         parse("url_domain", Kind::UrlDomain),
         ScalarUDF::from(StripeAmountUdf { signature: Signature::any(2, Volatility::Immutable) }),
-        url_param_udf(),
-        json_path_udf(),
+        // url_param(url, name): a query parameter of a URL, decoded; null when the URL has none.
+        text_pair_udf("url_param", parse::url_param),
+        // json_path(json, path): one value out of a JSON text by keys, positions from 0 and
+        // [key=value] selectors; null when absent. The column still goes whole to custom_fields.
+        text_pair_udf("json_path", parse::json_path),
         ScalarUDF::from(SettingUdf {
             name: "home_currency",
             signature: Signature::nullary(Volatility::Immutable),
