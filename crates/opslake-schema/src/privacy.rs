@@ -130,11 +130,17 @@ impl Privacy {
         for table in contract.tables() {
             let ns_action = config.namespaces.get(&table.id.namespace).map_or(default, |a| a.value);
             let id = table.id.to_string();
-            for column in table.columns.iter().filter(|c| c.pii) {
-                let key = format!("{id}.{}", column.name);
-                let action = config.columns.get(&key).map_or(ns_action, |a| a.value);
-                privacy.columns.entry(id.clone()).or_default().insert(column.name.clone(), action);
+            let personal: BTreeMap<String, PiiAction> = table
+                .columns
+                .iter()
+                .filter(|c| c.pii)
+                .map(|c| {
+                    (c.name.clone(), config.columns.get(&format!("{id}.{}", c.name)).map_or(ns_action, |a| a.value))
+                })
+                .collect();
+            if !personal.is_empty() {
                 privacy.tables.insert(id.clone(), ns_action);
+                privacy.columns.insert(id, personal);
             }
         }
         for (key, action) in &config.columns {

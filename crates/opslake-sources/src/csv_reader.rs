@@ -90,13 +90,12 @@ pub fn preview(sample: &str, opts: &CsvOptions, max: usize) -> Vec<Vec<String>> 
 pub fn header_cells(record: &[String], patterns: &[(String, Regex)]) -> (Vec<String>, Vec<(String, String)>) {
     let mut captured = Vec::new();
     let cells = record.iter().map(|cell| {
-        let Some((name, caps)) = patterns.iter().find_map(|(name, re)| re.captures(cell.trim()).map(|c| (name, c)))
+        let Some((name, re, caps)) =
+            patterns.iter().find_map(|(name, re)| re.captures(cell.trim()).map(|c| (name, re, c)))
         else {
             return cell.clone();
         };
-        for (i, group) in caps.iter().enumerate().skip(1) {
-            let label =
-                patterns.iter().find(|(n, _)| n == name).and_then(|(_, re)| re.capture_names().nth(i).flatten());
+        for (label, group) in re.capture_names().zip(caps.iter()) {
             if let (Some(label), Some(m)) = (label, group) {
                 captured.push((format!("{name}.{label}"), m.as_str().to_string()));
             }
@@ -170,9 +169,9 @@ pub struct CsvReader<'a> {
     /// Columns the header row has; `headers` adds one `#preamble.<n>` column per preamble line.
     width: usize,
     headers: Vec<String>,
-    /// Lines before the header (a report's title and date range) and captures of header
-    /// patterns: repeated on every row so mappings can read them (`"#preamble.2"`).
-    preamble: Vec<String>,
+    /// Values the same on every row, after the file's own columns: the lines before the header
+    /// (a report's title and date range, `"#preamble.2"`) and captures of header patterns.
+    constants: Vec<String>,
     builder: ChunkBuilder,
     record: csv::ByteRecord,
     row: u64,
@@ -242,7 +241,7 @@ impl<'a> CsvReader<'a> {
             builder: ChunkBuilder::new(headers.clone()),
             headers,
             width,
-            preamble,
+            constants: preamble,
             opts,
             record,
             row: 0,
@@ -340,8 +339,8 @@ impl<'a> CsvReader<'a> {
             let value = value.filter(|v| !self.opts.nulls.is_null(v));
             self.builder.push(i, value);
         }
-        for (i, line) in self.preamble.iter().enumerate() {
-            self.builder.push(width + i, Some(line));
+        for (i, value) in self.constants.iter().enumerate() {
+            self.builder.push(width + i, Some(value));
         }
         self.builder.end_row(self.row, line);
     }

@@ -341,9 +341,11 @@ impl ShapeMapper {
     /// Maps one chunk through every output of the shape; what leaves it (rows and rejects)
     /// has passed the personal-data policy.
     pub fn map_chunk(&mut self, chunk: &RawChunk) -> Result<ChunkResult> {
-        let mut result = self.map_rows(chunk)?;
-        if let Some(r) = &self.file.redactor {
-            let sensitive = r.sensitive(chunk.batch.schema().fields().iter().map(|f| f.name()));
+        let redactor = self.file.redactor.clone();
+        let sensitive =
+            redactor.as_ref().is_some_and(|r| r.sensitive(chunk.batch.schema().fields().iter().map(|f| f.name())));
+        let mut result = self.map_rows(chunk, redactor.as_deref(), sensitive)?;
+        if let Some(r) = &redactor {
             let shape_records = r.strictest(self.shape.outputs.iter().map(|o| o.table.id.to_string()));
             for reject in &mut result.rejects {
                 r.reject(reject, shape_records, sensitive);
@@ -352,7 +354,13 @@ impl ShapeMapper {
         Ok(result)
     }
 
-    fn map_rows(&mut self, chunk: &RawChunk) -> Result<ChunkResult> {
+    /// `sensitive`: whether the file has columns of national ids or bank details.
+    fn map_rows(
+        &mut self,
+        chunk: &RawChunk,
+        redactor: Option<&crate::privacy::Redactor>,
+        sensitive: bool,
+    ) -> Result<ChunkResult> {
         let n = chunk.batch.num_rows();
         let mut result = ChunkResult { rows_read: (n + chunk.rejects.len()) as u64, ..ChunkResult::default() };
         for r in &chunk.rejects {
@@ -373,9 +381,6 @@ impl ShapeMapper {
             return Ok(result);
         }
         let compiled = self.compiled_for(&chunk.batch.schema())?;
-        let redactor = self.file.redactor.clone();
-        let sensitive =
-            redactor.as_ref().is_some_and(|r| r.sensitive(chunk.batch.schema().fields().iter().map(|f| f.name())));
         let mut written = vec![false; n];
         let mut passed = vec![false; n];
         let mut element_taken = vec![false; n];
@@ -389,7 +394,7 @@ impl ShapeMapper {
                 element_taken[i] |= out.element && passed_filter[i];
             }
             result.rejects.extend(rejects);
-            let batch = match &redactor {
+            let batch = match redactor {
                 Some(r) => r.batch(&out.table, batch, sensitive)?,
                 None => batch,
             };
@@ -433,23 +438,10 @@ impl ShapeMapper {
             let index =
                 chunk.batch.column(index_col).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
             let prefix = format!("{explode}.");
-            let element_cols: Vec<usize> = (0..schema.fields().len())
-                .filter(|&i| i != index_col && schema.field(i).name().starts_with(&prefix))
-                .collect();
+            let is_element = |c: usize| c != index_col && schema.field(c).name().starts_with(&prefix);
             for i in 0..chunk.batch.num_rows() {
                 if taken[i] || !written[i] || index.is_null(i) {
                     continue;
-                }
-                let mut element = serde_json::Map::new();
-                for &c in &element_cols {
-                    let col =
-                        chunk.batch.column(c).as_any().downcast_ref::<StringArray>().expect("raw columns are Utf8");
-                    if col.is_valid(i) {
-                        element.insert(
-                            schema.field(c).name().clone(),
-                            serde_json::Value::String(col.value(i).to_string()),
-                        );
-                    }
                 }
                 result.rejects.push(RejectRecord {
                     row: chunk.rows[i],
@@ -463,7 +455,7 @@ impl ShapeMapper {
                         self.shape.id
                     ),
                     action: RejectAction::Unmapped,
-                    raw_record: Some(serde_json::Value::Object(element).to_string()),
+                    raw_record: Some(cells_json(&chunk.batch, i, is_element)),
                 });
             }
         }
@@ -774,9 +766,14 @@ fn custom_fields(sub: &RecordBatch, unmapped: &[usize]) -> ArrayRef {
 
 /// A raw row as a JSON object of its non-null cells.
 pub fn raw_record_json(batch: &RecordBatch, row: usize) -> String {
+    cells_json(batch, row, |_| true)
+}
+
+/// The non-null cells of `row` in the columns `keep` accepts, as a JSON object.
+fn cells_json(batch: &RecordBatch, row: usize, keep: impl Fn(usize) -> bool) -> String {
     let schema = batch.schema();
     let mut obj = serde_json::Map::new();
-    for (i, f) in schema.fields().iter().enumerate() {
+    for (i, f) in schema.fields().iter().enumerate().filter(|(i, _)| keep(*i)) {
         if let Some(col) = batch.column(i).as_any().downcast_ref::<StringArray>()
             && col.is_valid(row)
         {

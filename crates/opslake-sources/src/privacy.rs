@@ -109,6 +109,10 @@ impl Redactor {
                 PiiAction::Drop => r.raw_value = None,
             }
         }
+        // Nothing to take out: the record's keys are the file's columns, none sensitive.
+        if records == PiiAction::Keep && !sensitive_columns {
+            return;
+        }
         let Some(raw) = r.raw_record.take() else { return };
         r.raw_record = match serde_json::from_str::<serde_json::Value>(&raw) {
             Ok(serde_json::Value::Object(cells)) => {
@@ -129,7 +133,6 @@ impl Redactor {
             }
             // A raw line (a ragged CSV row) cannot be taken apart safely: under a policy that
             // changes anything it is withheld; the export itself still has it.
-            _ if records == PiiAction::Keep && !sensitive_columns => Some(raw),
             _ => {
                 r.reason.push_str(" (raw record withheld by the personal-data policy)");
                 None
