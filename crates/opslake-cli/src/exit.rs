@@ -16,6 +16,9 @@ pub const EXTERNAL: u8 = 4;
 /// The run finished but the data is not all in: a file failed, or more rows were rejected than
 /// `max_reject_ratio` allows. What did land is committed; see the summary and `_rejects`.
 pub const DATA: u8 = 5;
+/// The data is in but a model errored or a data test (severity error) failed; see
+/// `target/run_results.json` and `test_failures.<test>`.
+pub const MODELS: u8 = 6;
 /// opslake itself is wrong (EX_SOFTWARE). Please report it.
 pub const INTERNAL: u8 = 70;
 /// Another run holds the lake (EX_TEMPFAIL): nothing was done; run again later.
@@ -26,23 +29,29 @@ pub const BUSY: u8 = 75;
 pub struct CliError {
     class: ErrorClass,
     error: anyhow::Error,
-    data: bool,
+    /// An exit code more precise than the class's ([`DATA`], [`MODELS`]).
+    code: Option<u8>,
 }
 
 impl CliError {
     /// An error of `class`.
     pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> Self {
-        Self { class, error: error.into(), data: false }
+        Self { class, error: error.into(), code: None }
     }
 
     /// A user error with a message saying what to fix.
     pub fn user(message: impl fmt::Display) -> Self {
-        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), data: false }
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), code: None }
     }
 
     /// The data did not all land (failed files, too many rejects): exit code [`DATA`].
     pub fn data(message: impl fmt::Display) -> Self {
-        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), data: true }
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), code: Some(DATA) }
+    }
+
+    /// A model errored or a data test failed: exit code [`MODELS`].
+    pub fn models(message: impl fmt::Display) -> Self {
+        Self { class: ErrorClass::User, error: anyhow::anyhow!("{message}"), code: Some(MODELS) }
     }
 
     /// A failed read or write of `path`.
@@ -50,7 +59,7 @@ impl CliError {
         Self {
             class: ErrorClass::External,
             error: anyhow::anyhow!("cannot access {}: {err}", path.display()),
-            data: false,
+            code: None,
         }
     }
 
@@ -69,8 +78,8 @@ impl CliError {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
-        if self.data {
-            return DATA;
+        if let Some(code) = self.code {
+            return code;
         }
         match self.class {
             ErrorClass::User => USER,
@@ -78,6 +87,22 @@ impl CliError {
             ErrorClass::Internal => INTERNAL,
             ErrorClass::Busy => BUSY,
         }
+    }
+}
+
+impl CliError {
+    /// This error, its message followed by later problems of the same run.
+    pub fn also(self, later: &[String]) -> Self {
+        if later.is_empty() {
+            return self;
+        }
+        let error = anyhow::anyhow!("{}; then {}", self.message(), later.join("; "));
+        Self { error, ..self }
+    }
+
+    /// The message, without the `error: ` the terminal gets.
+    pub fn message(&self) -> String {
+        format!("{:#}", self.error)
     }
 }
 

@@ -1,18 +1,18 @@
 //! `opslake ingest`: the connections of opslake.yml, or files given on the command line.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use opslake_lake::Lake;
-use opslake_lake::ingest::{Event, FileSummary, IngestOptions, IngestReport, Input, RunContext, ingest};
+use opslake_lake::ingest::{Event, IngestOptions, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, ErrorClass, Privacy, StorageLocation};
 use opslake_sources::ToolRegistry;
 use opslake_sources::parse::DateOrder;
 
-use crate::{CliError, LakeArgs, ProjectArgs};
+use crate::logging::PROGRESS;
+use crate::{CliError, LakeArgs, ProjectArgs, say};
 
 /// Arguments of `opslake ingest`.
 #[derive(Debug, Args)]
@@ -43,140 +43,208 @@ pub struct IngestArgs {
     lock_ttl: u64,
 }
 
+/// What an ingest reads and how: the inputs resolved, the tools, the options.
+pub(crate) struct IngestPlan {
+    pub contract: Contract,
+    pub project: opslake_schema::Project,
+    pub registry: ToolRegistry,
+    pub inputs: Vec<Input>,
+    pub options: IngestOptions,
+}
+
+/// Which files an ingest reads: the connections of the project, or `paths` (from `--path`).
+pub(crate) struct Sources<'a> {
+    pub paths: &'a [PathBuf],
+    pub tool: Option<&'a str>,
+    pub connection: &'a str,
+}
+
+impl IngestPlan {
+    /// Opens the project, loads its tools and privacy policy and lists the input files.
+    pub fn prepare(
+        project: &ProjectArgs,
+        sources: &Sources<'_>,
+        full_refresh: bool,
+        lock_ttl: Duration,
+    ) -> Result<Self, CliError> {
+        let contract = Contract::embedded().map_err(CliError::from_schema)?;
+        let project = project.open()?;
+        let (registry, problems) =
+            ToolRegistry::load(Some(&project.dir), &contract).map_err(|e| CliError::new(e.class(), e))?;
+        if !problems.is_empty() {
+            let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            return Err(CliError::user(format!("invalid tool files (run `opslake validate`):\n{text}")));
+        }
+        if let Some(tool) = sources.tool
+            && registry.origin(tool).is_none()
+        {
+            let known = registry.names().collect::<Vec<_>>().join(", ");
+            return Err(CliError::user(format!("unknown tool '{tool}'; known tools: {known}")));
+        }
+        let inputs =
+            if sources.paths.is_empty() { connection_inputs(&project)? } else { path_inputs(&project, sources)? };
+        if inputs.is_empty() {
+            return Err(CliError::user("no input files found"));
+        }
+        let config_name =
+            project.config_file.as_ref().map_or_else(|| "opslake.yml".into(), |f| f.display().to_string());
+        let privacy = Privacy::resolve(&project.config.personal_data, &contract, &config_name).map_err(|problems| {
+            let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            CliError::user(format!("invalid personal_data policy:\n{text}"))
+        })?;
+        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy) };
+        Ok(Self { contract, project, registry, inputs, options })
+    }
+
+    /// The data did not all land: a file failed, or more rows were rejected than allowed.
+    pub fn check(&self, report: &IngestReport) -> Result<(), CliError> {
+        let failed = report.failed().count();
+        if failed > 0 {
+            return Err(CliError::data(format!("{failed} file(s) failed; their rows were not written (see above)")));
+        }
+        let (ratio, max) = (report.reject_ratio(), self.project.config.max_reject_ratio.value);
+        if ratio > max {
+            return Err(CliError::data(format!(
+                "{:.2}% of rows were rejected, more than max_reject_ratio {:.2}%; see the _rejects table",
+                ratio * 100.0,
+                max * 100.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn connection_inputs(project: &opslake_schema::Project) -> Result<Vec<Input>, CliError> {
+    if project.config.connections.is_empty() {
+        return Err(CliError::user("nothing to ingest: opslake.yml has no connections; add one or pass --path"));
+    }
+    let mut inputs = Vec::new();
+    for c in &project.config.connections {
+        let path = match StorageLocation::parse(&c.path.value).map_err(CliError::user)? {
+            StorageLocation::Local(p) if p.is_relative() => project.dir.join(p),
+            StorageLocation::Local(p) => p,
+            StorageLocation::ObjectStore { url, .. } => {
+                return Err(CliError::user(format!(
+                    "connection '{}': reading exports from {url} is not supported yet; sync them to a local directory",
+                    c.name.value
+                )));
+            }
+        };
+        let date_order = match c.options.date_order.as_ref().map(|o| o.value.as_str()) {
+            Some("dmy") => Some(DateOrder::Dmy),
+            Some(_) => Some(DateOrder::Mdy),
+            None => None,
+        };
+        for file in expand(&path)? {
+            inputs.push(Input {
+                path: file,
+                connection: c.name.value.clone(),
+                tool: Some(c.tool.value.clone()),
+                timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
+                date_order,
+                currency: Some(c.options.currency.as_ref().unwrap_or(&project.config.reporting_currency).value.clone()),
+            });
+        }
+    }
+    Ok(inputs)
+}
+
+fn path_inputs(project: &opslake_schema::Project, sources: &Sources<'_>) -> Result<Vec<Input>, CliError> {
+    let mut inputs = Vec::new();
+    for p in sources.paths {
+        for file in expand(p)? {
+            inputs.push(Input {
+                path: file,
+                connection: sources.connection.to_string(),
+                tool: sources.tool.map(str::to_string),
+                currency: Some(project.config.reporting_currency.value.clone()),
+                ..Input::default()
+            });
+        }
+    }
+    Ok(inputs)
+}
+
 pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
-    let contract = Contract::embedded().map_err(CliError::from_schema)?;
-    let project = args.project.open()?;
-    let (registry, problems) =
-        ToolRegistry::load(Some(&project.dir), &contract).map_err(|e| CliError::new(e.class(), e))?;
-    if !problems.is_empty() {
-        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-        return Err(CliError::user(format!("invalid tool files (run `opslake validate`):\n{text}")));
-    }
-    if let Some(tool) = &args.tool
-        && registry.origin(tool).is_none()
-    {
-        let known = registry.names().collect::<Vec<_>>().join(", ");
-        return Err(CliError::user(format!("unknown tool '{tool}'; known tools: {known}")));
-    }
-    let inputs = if args.path.is_empty() {
-        let mut inputs = Vec::new();
-        for c in &project.config.connections {
-            let path = match StorageLocation::parse(&c.path.value).map_err(CliError::user)? {
-                StorageLocation::Local(p) if p.is_relative() => project.dir.join(p),
-                StorageLocation::Local(p) => p,
-                StorageLocation::ObjectStore { url, .. } => {
-                    return Err(CliError::user(format!(
-                        "connection '{}': reading exports from {url} is not supported yet; sync them to a local directory",
-                        c.name.value
-                    )));
-                }
-            };
-            let date_order = match c.options.date_order.as_ref().map(|o| o.value.as_str()) {
-                Some("dmy") => Some(DateOrder::Dmy),
-                Some(_) => Some(DateOrder::Mdy),
-                None => None,
-            };
-            for file in expand(&path)? {
-                inputs.push(Input {
-                    path: file,
-                    connection: c.name.value.clone(),
-                    tool: Some(c.tool.value.clone()),
-                    timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
-                    date_order,
-                    currency: Some(
-                        c.options.currency.as_ref().unwrap_or(&project.config.reporting_currency).value.clone(),
-                    ),
-                });
-            }
-        }
-        if project.config.connections.is_empty() {
-            return Err(CliError::user("nothing to ingest: opslake.yml has no connections; add one or pass --path"));
-        }
-        inputs
-    } else {
-        let mut inputs = Vec::new();
-        for p in &args.path {
-            for file in expand(p)? {
-                inputs.push(Input {
-                    path: file,
-                    connection: args.connection.clone(),
-                    tool: args.tool.clone(),
-                    currency: Some(project.config.reporting_currency.value.clone()),
-                    ..Input::default()
-                });
-            }
-        }
-        inputs
-    };
-    if inputs.is_empty() {
-        return Err(CliError::user("no input files found"));
-    }
-    let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
+    let sources = Sources { paths: &args.path, tool: args.tool.as_deref(), connection: &args.connection };
+    let plan = IngestPlan::prepare(&args.project, &sources, args.full_refresh, Duration::from_secs(args.lock_ttl))?;
+    let location = plan.project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
     let run = RunContext::start();
-    let config_name = project.config_file.as_ref().map_or_else(|| "opslake.yml".into(), |f| f.display().to_string());
-    let privacy = Privacy::resolve(&project.config.personal_data, &contract, &config_name).map_err(|problems| {
-        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-        CliError::user(format!("invalid personal_data policy:\n{text}"))
-    })?;
-    let options = IngestOptions {
-        full_refresh: args.full_refresh,
-        lock_ttl: Duration::from_secs(args.lock_ttl),
-        privacy: Some(privacy),
-    };
-    let bar = progress_bar(inputs.len());
-    let (mut rows, mut current) = (0u64, String::new());
-    let mut on_event = |e: Event<'_>| match e {
-        Event::FileStarted { path, .. } => {
-            current = short(path);
-            bar.set_message(format!("{current} · {rows} rows"));
-        }
-        Event::Rows(n) => {
-            rows += n;
-            bar.set_message(format!("{current} · {rows} rows"));
-        }
-        Event::FileDone(_) => bar.inc(1),
-        Event::Skipped(_) => {}
-        Event::Committing(table) => bar.set_message(format!("committing {table}")),
-    };
-    let tools = registry.tools();
-    let report = ingest(&lake, &contract, &tools, &inputs, &run, &options, &mut on_event)
+    let tools = plan.registry.tools();
+    let mut progress = Progress::new(plan.inputs.len());
+    let report = ingest(&lake, &plan.contract, &tools, &plan.inputs, &run, &plan.options, &mut progress.on_event())
         .await
         .map_err(|e| CliError::new(e.class(), e))?;
-    bar.finish_and_clear();
+    progress.finish(&report);
     print_summary(&report, &location);
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::new(ErrorClass::Internal, e))?;
         std::fs::write(path, json).map_err(|e| CliError::io(path, e))?;
     }
-    let failed: Vec<&FileSummary> = report.failed().collect();
-    let ratio = report.reject_ratio();
-    let max = project.config.max_reject_ratio.value;
-    if !failed.is_empty() {
-        return Err(CliError::data(format!(
-            "{} file(s) failed; their rows were not written (see above)",
-            failed.len()
-        )));
-    }
-    if ratio > max {
-        return Err(CliError::data(format!(
-            "{:.2}% of rows were rejected, more than max_reject_ratio {:.2}%; see the _rejects table",
-            ratio * 100.0,
-            max * 100.0
-        )));
-    }
-    Ok(())
+    plan.check(&report)
 }
 
-fn progress_bar(files: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// The progress of an ingest: a bar on a terminal, an event per file everywhere.
+pub(crate) struct Progress {
+    bar: ProgressBar,
+    rows: u64,
+    current: String,
+}
+
+impl Progress {
+    pub fn new(files: usize) -> Self {
+        Self { bar: crate::logging::progress_bar(files, "files"), rows: 0, current: String::new() }
     }
-    let bar = ProgressBar::new(files as u64);
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+
+    /// The callback [`ingest`] reports to.
+    pub fn on_event(&mut self) -> impl FnMut(Event<'_>) + Send + '_ {
+        move |e: Event<'_>| match e {
+            Event::FileStarted { path, .. } => {
+                self.current = short(path);
+                self.bar.set_message(format!("{} · {} rows", self.current, self.rows));
+            }
+            Event::Rows(n) => {
+                self.rows += n;
+                self.bar.set_message(format!("{} · {} rows", self.current, self.rows));
+            }
+            Event::FileDone(f) => {
+                self.bar.inc(1);
+                match &f.error {
+                    Some(error) => tracing::warn!(target: PROGRESS, file = %f.path, %error, "file failed"),
+                    None => tracing::info!(
+                        target: PROGRESS,
+                        file = %f.path,
+                        shape = f.shape.as_deref().unwrap_or("-"),
+                        rows_read = f.rows_read,
+                        rows_written = f.rows_written,
+                        rows_rejected = f.rows_rejected,
+                        "file read"
+                    ),
+                }
+            }
+            Event::Skipped(path) => tracing::info!(target: PROGRESS, file = %path, "file unchanged, skipped"),
+            Event::Committing(table) => {
+                self.bar.set_message(format!("committing {table}"));
+                tracing::debug!(target: PROGRESS, table, "committing");
+            }
+        }
+    }
+
+    /// Clears the bar and logs the step's totals.
+    pub fn finish(&self, report: &IngestReport) {
+        self.bar.finish_and_clear();
+        tracing::info!(
+            target: PROGRESS,
+            run_id = %report.run_id,
+            files_read = report.files.len(),
+            files_failed = report.failed().count(),
+            files_skipped = report.skipped.len(),
+            rows_read = report.rows_read(),
+            rows_rejected = report.rows_rejected(),
+            "ingest done"
+        );
+    }
 }
 
 fn short(path: &str) -> String {
@@ -223,16 +291,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_summary(report: &IngestReport, lake: &StorageLocation) {
+pub(crate) fn print_summary(report: &IngestReport, lake: &StorageLocation) {
     // Columns as wide as their longest value, so long file and shape names keep the table aligned.
     let fw = report.files.iter().map(|f| short(&f.path).chars().count()).max().unwrap_or(0).max(4);
     let sw = report.files.iter().filter_map(|f| f.shape.as_deref()).map(str::len).max().unwrap_or(0).max(5);
-    println!("{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}", "file", "shape", "read", "written", "rejected", "nulled");
+    say!("{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}", "file", "shape", "read", "written", "rejected", "nulled");
     for f in &report.files {
         let name = short(&f.path);
         match &f.error {
-            Some(e) => println!("{name:<fw$} FAILED: {e}"),
-            None => println!(
+            Some(e) => say!("{name:<fw$} FAILED: {e}"),
+            None => say!(
                 "{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}",
                 name,
                 f.shape.as_deref().unwrap_or("-"),
@@ -243,20 +311,17 @@ fn print_summary(report: &IngestReport, lake: &StorageLocation) {
             ),
         }
     }
-    println!();
+    say!();
     for t in &report.tables {
         match t.version {
-            Some(v) => println!("{:<40} {:<9} {:>9} rows  version {v}", t.table, t.mode, t.rows),
-            None => println!("{:<40} {:<9} {:>9} rows  unchanged", t.table, t.mode, t.rows),
+            Some(v) => say!("{:<40} {:<9} {:>9} rows  version {v}", t.table, t.mode, t.rows),
+            None => say!("{:<40} {:<9} {:>9} rows  unchanged", t.table, t.mode, t.rows),
         }
     }
     if !report.skipped.is_empty() {
-        println!(
-            "{} file(s) skipped: loaded before and unchanged (--full-refresh reads them again)",
-            report.skipped.len()
-        );
+        say!("{} file(s) skipped: loaded before and unchanged (--full-refresh reads them again)", report.skipped.len());
     }
-    println!(
+    say!(
         "run {}: {} file(s) read, {} rows read, {} rejected ({:.2}% invalid, {} unmapped, {} summary rows), lake {lake}",
         report.run_id,
         report.files.len(),

@@ -1,9 +1,7 @@
-//! Commands that read or tend an existing lake: `runs`, `query`, `publish`, `maintain`.
-
-use std::path::PathBuf;
+//! Commands that read or tend an existing lake: `runs`, `publish`, `maintain`.
 
 use arrow::array::RecordBatch;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use opslake_lake::Lake;
 use opslake_lake::ingest::RunContext;
 use opslake_schema::{Contract, StorageLocation};
@@ -29,7 +27,7 @@ pub(crate) fn open_lake(project: &ProjectArgs, lake: &LakeArgs) -> Result<OpenLa
 /// Says which conversions `fx_convert` found no rate for: their results are null.
 pub(crate) fn warn_missing_rates(missing: impl IntoIterator<Item = impl std::fmt::Display>) {
     for m in missing {
-        eprintln!("warning: fx_convert: {m} in ref.fx_rates; the converted amount is null");
+        tracing::warn!("fx_convert: {m} in ref.fx_rates; the converted amount is null");
     }
 }
 
@@ -169,77 +167,6 @@ pub(crate) async fn runs(args: &RunsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Output formats of `opslake query`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    /// An aligned text table.
-    Table,
-    /// CSV with a header row.
-    Csv,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Arguments of `opslake query`.
-#[derive(Debug, Args)]
-pub struct QueryArgs {
-    /// The SQL to run. Tables are `namespace.table` (crm.people) and the system tables
-    /// (_rejects, _runs, _run_files, _run_tables).
-    sql: String,
-    /// The project directory.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    project: PathBuf,
-    /// The config file, when it is not `<project>/opslake.yml`.
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[command(flatten)]
-    lake: LakeArgs,
-    /// Read every table as the given run left it (Delta time travel); `opslake runs` lists ids.
-    #[arg(long, value_name = "RUN_ID")]
-    as_of: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-}
-
-pub(crate) async fn query(args: &QueryArgs) -> Result<(), CliError> {
-    let project = ProjectArgs { project: args.project.clone(), config: args.config.clone() };
-    let open = open_lake(&project, &args.lake)?;
-    let versions = match &args.as_of {
-        Some(id) => Some(opslake_lake::runs::versions_as_of(&open.lake, &open.contract, id).await.map_err(lake_err)?),
-        None => None,
-    };
-    let ctx = opslake_lake::read::session();
-    opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref()).await.map_err(lake_err)?;
-    let missing_rates = opslake_lake::read::register_fx(&ctx).await.map_err(lake_err)?;
-    if versions.is_none() {
-        // Model tables are rebuilt whole, not versioned with runs: they are read at their latest.
-        opslake_models::execute::register_built(&ctx, &open.lake).await.map_err(|e| CliError::new(e.class(), e))?;
-    }
-    let df = ctx.sql(&args.sql).await.map_err(|e| CliError::user(format!("query: {e}")))?;
-    let batches = df.collect().await.map_err(|e| CliError::user(format!("query: {e}")))?;
-    let internal = |e: arrow::error::ArrowError| CliError::new(opslake_schema::ErrorClass::Internal, e);
-    match args.format {
-        Format::Table => println!("{}", arrow::util::pretty::pretty_format_batches(&batches).map_err(internal)?),
-        Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(std::io::stdout());
-            for b in &batches {
-                writer.write(b).map_err(internal)?;
-            }
-        }
-        Format::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
-            for b in &batches {
-                writer.write(b).map_err(internal)?;
-            }
-            writer.finish().map_err(internal)?;
-        }
-    }
-    // A conversion without a rate is null in the output; say which rates were missing.
-    warn_missing_rates(missing_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter());
-    Ok(())
-}
-
 /// Arguments of `opslake publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -255,10 +182,11 @@ pub struct PublishArgs {
 pub(crate) async fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let open = open_lake(&args.project, &args.lake)?;
     let out = StorageLocation::parse(&args.out).map_err(|e| CliError::user(format!("--out {e}")))?;
-    let manifest =
-        opslake_lake::publish::publish(&open.lake, &open.contract, &out, &mut |t| eprintln!("publishing {t}"))
-            .await
-            .map_err(lake_err)?;
+    let manifest = opslake_lake::publish::publish(&open.lake, &open.contract, &out, &mut |t| {
+        tracing::info!(table = t, "publishing")
+    })
+    .await
+    .map_err(lake_err)?;
     println!("{:<36} {:>10} {:>12}  file", "table", "rows", "bytes");
     for t in &manifest.tables {
         println!("{:<36} {:>10} {:>12}  {}", t.table, t.rows, t.bytes, t.path);
@@ -292,7 +220,7 @@ pub(crate) async fn maintain(args: &MaintainArgs) -> Result<(), CliError> {
     };
     let run = RunContext::start();
     let done = opslake_lake::maintain::maintain(&open.lake, &open.contract, &run, &options, &mut |t| {
-        eprintln!("maintaining {t}")
+        tracing::info!(table = t, "maintaining")
     })
     .await
     .map_err(lake_err)?;

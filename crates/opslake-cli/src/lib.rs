@@ -9,7 +9,12 @@ mod ingest;
 mod init;
 mod inspect;
 mod lake_cmds;
+pub mod logging;
 mod models;
+mod query;
+mod record;
+mod run;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -25,12 +30,15 @@ pub use exit::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "opslake", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 5 data did not all land (failed files, too many rejects), 70 a bug in opslake, 75 another run holds the lake (try later)."
+    after_help = "Examples:\n  opslake init acme          write a starter project into ./acme\n  opslake validate acme      check its config, the contract and its pipelines\n  opslake docs schema        regenerate docs/schema from the canonical contract\n\nExit codes: 0 ok, 2 bad arguments, 3 fix your input, 4 something outside opslake failed, 5 data did not all land (failed files, too many rejects), 6 a model errored or a data test failed, 70 a bug in opslake, 75 another run holds the lake (try later)."
 )]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Logging options, taken by every command.
+    #[command(flatten)]
+    pub log: logging::LogArgs,
 }
 
 /// The subcommands.
@@ -52,6 +60,13 @@ pub enum Command {
         after_help = "Examples:\n  opslake validate                 the project in the current directory\n  opslake validate acme            the project in ./acme\n  opslake validate --lake s3://acme-lake/prod   also check a lake URL given on the command line"
     )]
     Validate(validate::ValidateArgs),
+    /// Ingest the connections, build the models, run their tests and publish the snapshot
+    /// configured under `publish:`, as one run with one record in `_runs`: the command for a
+    /// scheduler.
+    #[command(
+        after_help = "Examples:\n  opslake run                          the project in the current directory\n  opslake run acme --fail-fast --log-format json\n  0 2 * * *  cd /srv/acme && opslake run --quiet || alert \"opslake exited $?\"   (crontab)\n\nExit codes: 0 all done; 3 fix the config, tool files or models (nothing was written); 4 storage failed, retry; 5 data did not all land; 6 a model errored or a test failed; 70 a bug; 75 another run holds the lake. `opslake runs --json --limit 1` shows the run's record."
+    )]
+    Run(run::RunArgs),
     /// Read export files into the lake: the connections of opslake.yml, or files given with
     /// --path (the tool is detected when --tool is not given). Prints a summary per file.
     #[command(
@@ -76,7 +91,13 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  opslake query \"SELECT count(*) FROM crm.people\"\n  opslake query --as-of 01937c1e-... \"SELECT stage, count(*) FROM crm.opportunities WHERE is_current GROUP BY stage\"\n  opslake query --format csv \"SELECT * FROM _rejects\" > rejects.csv"
     )]
-    Query(lake_cmds::QueryArgs),
+    Query(query::QueryArgs),
+    /// Serve the lake over the Postgres wire protocol, read-only, to users with a password:
+    /// psql, BI tools and any Postgres driver can query it.
+    #[command(
+        after_help = "Examples:\n  opslake serve --hash-password            make a password_hash for serve.users\n  opslake serve                            listen on serve.listen (127.0.0.1:5433)\n  psql \"host=127.0.0.1 port=5433 user=analyst dbname=opslake\"   then \\dt crm.*\n\nUsers come from serve.users in opslake.yml, or OPSLAKE_SERVE_USER and OPSLAKE_SERVE_PASSWORD_HASH.\nWith serve.tls {cert, key} it offers TLS, and refuses to start if they do not load."
+    )]
+    Serve(serve::ServeArgs),
     /// Write a plain Parquet snapshot of every table for BI tools, switched in atomically,
     /// with a manifest.json of files, row counts and schemas.
     #[command(
@@ -92,7 +113,7 @@ pub enum Command {
     /// under models/ in the lake, queryable by name. Writes target/manifest.json and
     /// target/run_results.json.
     #[command(
-        after_help = "Examples:\n  opslake build\n  opslake build --select +fct_pipeline_bookings_cash\n  opslake build --select tag:finance --exclude path:models/staging --full-refresh\n\nExit codes: 0 all built and tests passed (warnings allowed); 5 a model errored or a test failed; 3 the project has problems."
+        after_help = "Examples:\n  opslake build\n  opslake build --select +fct_pipeline_bookings_cash\n  opslake build --select tag:finance --exclude path:models/staging --full-refresh\n\nExit codes: 0 all built and tests passed (warnings allowed); 6 a model errored or a test failed; 3 the project has problems."
     )]
     Build(models::BuildArgs),
     /// Run the data tests of pipelines/ against the lake as it is: generic tests declared in
@@ -160,10 +181,17 @@ pub struct LakeArgs {
     pub lake: Option<String>,
 }
 
-/// Runs one command and returns the process exit code; errors are printed to stderr.
+/// Runs one command and returns the process exit code; errors are printed to stderr (as a
+/// JSON event with `--log-format json`).
 pub async fn run(cli: Cli) -> ExitCode {
+    logging::init(&cli.log);
+    let json = cli.log.log_format == logging::LogFormat::Json;
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if json => {
+            tracing::error!(exit_code = err.exit_code(), "{}", err.message());
+            ExitCode::from(err.exit_code())
+        }
         Err(err) => {
             eprintln!("{err}");
             ExitCode::from(err.exit_code())
@@ -189,10 +217,12 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(&args).await,
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Run(args) => run::run(&args).await,
         Command::Ingest(args) => ingest::run(&args).await,
         Command::Inspect(args) => inspect::run(&args),
         Command::Runs(args) => lake_cmds::runs(&args).await,
-        Command::Query(args) => lake_cmds::query(&args).await,
+        Command::Query(args) => query::query(&args).await,
+        Command::Serve(args) => serve::serve(&args).await,
         Command::Publish(args) => lake_cmds::publish(&args).await,
         Command::Maintain(args) => lake_cmds::maintain(&args).await,
         Command::Build(args) => models::build(&args).await,

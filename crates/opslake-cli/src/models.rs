@@ -4,38 +4,39 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use opslake_lake::lock::LakeLock;
-use opslake_models::execute::{BuildOptions, Event, Status};
+use opslake_models::execute::{BuildOptions, BuildReport, Event, Status};
 use opslake_models::{PIPELINES_DIR, Project};
 use opslake_schema::ErrorClass;
 
-use crate::lake_cmds::{lake_err, open_lake, warn_missing_rates};
-use crate::{CliError, LakeArgs, ProjectArgs};
+use crate::lake_cmds::{OpenLake, open_lake, warn_missing_rates};
+use crate::logging::PROGRESS;
+use crate::record::RunRecord;
+use crate::{CliError, LakeArgs, ProjectArgs, say};
 
 /// Arguments shared by `build` and `test`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     #[command(flatten)]
-    project: ProjectArgs,
+    pub(crate) project: ProjectArgs,
     #[command(flatten)]
-    lake: LakeArgs,
+    pub(crate) lake: LakeArgs,
     /// Models to run: names, `+name` (with ancestors), `name+` (with descendants), `tag:x`,
     /// `path:models/marts`; several are a union, `a,b` an intersection. Default: all.
     #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
-    select: Vec<String>,
+    pub(crate) select: Vec<String>,
     /// Models to leave out, in the same syntax.
     #[arg(long, num_args = 1.., value_name = "SELECTOR")]
-    exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// Values for `var()` as a JSON object, over the project's (reporting_currency,
     /// reporting_timezone, fiscal_year_start_month).
     #[arg(long, value_name = "JSON")]
-    vars: Option<String>,
+    pub(crate) vars: Option<String>,
     /// Where compiled SQL, manifest.json and run_results.json go. Default `<project>/target`.
     #[arg(long, value_name = "DIR")]
-    target: Option<PathBuf>,
+    pub(crate) target: Option<PathBuf>,
     /// Seconds the lake's lock lasts without renewal.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    lock_ttl: u64,
+    pub(crate) lock_ttl: u64,
 }
 
 /// Arguments of `opslake build`.
@@ -52,14 +53,147 @@ pub struct BuildArgs {
     /// Build the models only; skip their tests.
     #[arg(long)]
     no_tests: bool,
+    /// Stop at the first model error or failing test: nothing more starts, the rest is
+    /// skipped.
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 pub(crate) async fn build(args: &BuildArgs) -> Result<(), CliError> {
-    run(&args.common, true, !args.no_tests, args.full_refresh, args.threads).await
+    let steps = Steps { models: true, tests: !args.no_tests, full_refresh: args.full_refresh, threads: args.threads };
+    run(&args.common, steps, args.fail_fast).await
 }
 
 pub(crate) async fn test(args: &ModelArgs) -> Result<(), CliError> {
-    run(args, false, true, false, 1).await
+    run(args, Steps { models: false, tests: true, full_refresh: false, threads: 1 }, false).await
+}
+
+/// Which parts of the pipelines a command runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
+    pub models: bool,
+    pub tests: bool,
+    pub full_refresh: bool,
+    pub threads: usize,
+}
+
+async fn run(args: &ModelArgs, steps: Steps, fail_fast: bool) -> Result<(), CliError> {
+    let open = open_lake(&args.project, &args.lake)?;
+    let plan = ModelPlan::prepare(&open, args, steps, fail_fast)?;
+    let command = if steps.models { "build" } else { "test" };
+    let ttl = std::time::Duration::from_secs(args.lock_ttl);
+    let mut record = RunRecord::start(&open, command, ttl, steps.full_refresh).await?;
+    let outcome = plan.execute(&open, &mut record).await.and_then(|report| ModelPlan::check(&report, command));
+    let step = if steps.models { "build" } else { "test" };
+    record.end(&open, outcome, Some(step)).await
+}
+
+/// The pipelines compiled and what to run of them.
+pub(crate) struct ModelPlan {
+    compiled: Project,
+    options: BuildOptions,
+}
+
+impl ModelPlan {
+    /// Compiles the project's pipelines; a project with problems is an error listing them.
+    pub fn prepare(open: &OpenLake, args: &ModelArgs, steps: Steps, fail_fast: bool) -> Result<Self, CliError> {
+        let project = &open.project;
+        let compiled = load_pipelines(project, &open.contract, args.vars.as_deref())?;
+        let options = BuildOptions {
+            select: args.select.clone(),
+            exclude: args.exclude.clone(),
+            full_refresh: steps.full_refresh,
+            threads: steps.threads,
+            run_models: steps.models,
+            run_tests: steps.tests,
+            target_dir: args.target.clone().unwrap_or_else(|| project.dir.join("target")),
+            udf: opslake_models::model_udfs(&project.config),
+            fail_fast,
+        };
+        Ok(Self { compiled, options })
+    }
+
+    /// Builds under the run's lock, printing a line per model and test, and writes
+    /// manifest.json and run_results.json. Fills the run's model and test counts.
+    pub async fn execute(&self, open: &OpenLake, record: &mut RunRecord) -> Result<BuildReport, CliError> {
+        let target = &self.options.target_dir;
+        let run_id = &record.run.run_id;
+        let artifacts = |report| {
+            opslake_models::artifacts::write(target, &self.compiled, run_id, report)
+                .map_err(|e| CliError::new(e.class(), e))
+        };
+        artifacts(None)?;
+        let total = self.compiled.pipelines.models.len() + self.compiled.pipelines.tests.len();
+        let bar = crate::logging::progress_bar(total, "nodes");
+        let on_event = |e: Event<'_>| print_event(e, &bar);
+        let report = opslake_models::execute::build(
+            &self.compiled,
+            &open.lake,
+            &open.contract,
+            &self.options,
+            &mut record.lock,
+            &on_event,
+        )
+        .await
+        .map_err(|e| CliError::new(e.class(), e))?;
+        bar.finish_and_clear();
+        artifacts(Some(&report))?;
+        warn_missing_rates(&report.missing_rates);
+        let count = |s: &[Status]| report.results.iter().filter(|r| s.contains(&r.status)).count();
+        let models = |s: &[Status]| {
+            report.results.iter().filter(|r| r.resource_type == "model" && s.contains(&r.status)).count() as i64
+        };
+        let row = &mut record.row;
+        if self.options.run_models {
+            row.models_built = Some(models(&[Status::Success]));
+            row.models_failed = Some(models(&[Status::Error, Status::Skipped]));
+        }
+        if self.options.run_tests {
+            let tests = |s: &[Status]| {
+                report.results.iter().filter(|r| r.resource_type == "test" && s.contains(&r.status)).count() as i64
+            };
+            row.tests_passed = Some(tests(&[Status::Pass]));
+            row.tests_warned = Some(tests(&[Status::Warn]));
+            row.tests_failed = Some(tests(&[Status::Fail, Status::Error, Status::Skipped]));
+        }
+        tracing::info!(
+            target: PROGRESS,
+            run_id = %run_id,
+            ok = count(&[Status::Success]),
+            pass = count(&[Status::Pass]),
+            warn = count(&[Status::Warn]),
+            fail = count(&[Status::Fail]),
+            error = count(&[Status::Error]),
+            skip = count(&[Status::Skipped]),
+            seconds = report.elapsed_time,
+            "build done"
+        );
+        say!(
+            "\nDone in {:.1}s. OK={} PASS={} WARN={} FAIL={} ERROR={} SKIP={}  ({})",
+            report.elapsed_time,
+            count(&[Status::Success]),
+            count(&[Status::Pass]),
+            count(&[Status::Warn]),
+            count(&[Status::Fail]),
+            count(&[Status::Error]),
+            count(&[Status::Skipped]),
+            target.join("run_results.json").display()
+        );
+        Ok(report)
+    }
+
+    /// A model errored or a test failed: exit code 6.
+    pub fn check(report: &BuildReport, command: &str) -> Result<(), CliError> {
+        if !report.failed() {
+            return Ok(());
+        }
+        let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
+        Err(CliError::models(format!(
+            "{command} failed: {} model(s) or test(s) errored, {} test(s) failed",
+            count(Status::Error),
+            count(Status::Fail)
+        )))
+    }
 }
 
 /// The project's pipelines, compiled with the project's vars and `--vars`; any problem is an
@@ -83,78 +217,44 @@ fn load_pipelines(
     Ok(compiled)
 }
 
-async fn run(args: &ModelArgs, models: bool, tests: bool, full_refresh: bool, threads: usize) -> Result<(), CliError> {
-    let open = open_lake(&args.project, &args.lake)?;
-    let project = &open.project;
-    let compiled = load_pipelines(project, &open.contract, args.vars.as_deref())?;
-    let target = args.target.clone().unwrap_or_else(|| project.dir.join("target"));
-    let run_id = opslake_lake::ingest::RunContext::start().run_id;
-    opslake_models::artifacts::write(&target, &compiled, &run_id, None).map_err(|e| CliError::new(e.class(), e))?;
-    let options = BuildOptions {
-        select: args.select.clone(),
-        exclude: args.exclude.clone(),
-        full_refresh,
-        threads,
-        run_models: models,
-        run_tests: tests,
-        target_dir: target.clone(),
-        udf: opslake_models::model_udfs(&project.config),
-    };
-    let command = if models { "build" } else { "test" };
-    let ttl = std::time::Duration::from_secs(args.lock_ttl);
-    let mut lock = LakeLock::acquire(&open.lake, &run_id, command, ttl).await.map_err(lake_err)?;
-    let report =
-        opslake_models::execute::build(&compiled, &open.lake, &open.contract, &options, &mut lock, &print_event).await;
-    let released = lock.release().await;
-    let report = report.map_err(|e| CliError::new(e.class(), e))?;
-    released.map_err(lake_err)?;
-    opslake_models::artifacts::write(&target, &compiled, &run_id, Some(&report))
-        .map_err(|e| CliError::new(e.class(), e))?;
-    warn_missing_rates(&report.missing_rates);
-    let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
-    println!(
-        "\nDone in {:.1}s. OK={} PASS={} WARN={} FAIL={} ERROR={} SKIP={}  ({})",
-        report.elapsed_time,
-        count(Status::Success),
-        count(Status::Pass),
-        count(Status::Warn),
-        count(Status::Fail),
-        count(Status::Error),
-        count(Status::Skipped),
-        target.join("run_results.json").display()
-    );
-    if report.failed() {
-        return Err(CliError::data(format!(
-            "{command} failed: {} model(s) or test(s) errored, {} test(s) failed",
-            count(Status::Error),
-            count(Status::Fail)
-        )));
-    }
-    Ok(())
-}
-
-fn print_event(e: Event<'_>) {
-    if let Event::Finished { index, total, result: r } = e {
-        let what = match (r.resource_type, &r.materialized) {
-            ("model", Some(m)) => format!("{m} model"),
-            (kind, _) => kind.to_string(),
-        };
-        let status = match r.status {
-            Status::Success => "OK",
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-            Status::Error => "ERROR",
-            Status::Skipped => "SKIP",
-        };
-        let detail = match (r.rows_affected, r.failures) {
-            (Some(rows), _) => format!("{rows} rows, "),
-            (_, Some(f)) if f > 0 => format!("{f} failing, "),
-            _ => String::new(),
-        };
-        println!("{index:>3} of {total} {status:<5} {what} {} [{detail}{:.2}s]", r.name, r.execution_time);
-        if !matches!(r.status, Status::Success | Status::Pass) {
-            println!("      {}", r.message.replace('\n', "\n      "));
+fn print_event(e: Event<'_>, bar: &indicatif::ProgressBar) {
+    match e {
+        Event::Started { name, .. } => bar.set_message(name.to_string()),
+        Event::Finished { index, total, result: r } => {
+            bar.inc(1);
+            let what = match (r.resource_type, &r.materialized) {
+                ("model", Some(m)) => format!("{m} model"),
+                (kind, _) => kind.to_string(),
+            };
+            let status = match r.status {
+                Status::Success => "OK",
+                Status::Pass => "PASS",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+                Status::Error => "ERROR",
+                Status::Skipped => "SKIP",
+            };
+            tracing::info!(
+                target: PROGRESS,
+                node = %r.unique_id,
+                status,
+                rows = r.rows_affected,
+                failures = r.failures,
+                seconds = r.execution_time,
+                message = (!r.message.is_empty()).then_some(r.message.as_str()),
+                "node done"
+            );
+            let detail = match (r.rows_affected, r.failures) {
+                (Some(rows), _) => format!("{rows} rows, "),
+                (_, Some(f)) if f > 0 => format!("{f} failing, "),
+                _ => String::new(),
+            };
+            bar.suspend(|| {
+                say!("{index:>3} of {total} {status:<5} {what} {} [{detail}{:.2}s]", r.name, r.execution_time);
+                if !matches!(r.status, Status::Success | Status::Pass) {
+                    say!("      {}", r.message.replace('\n', "\n      "));
+                }
+            });
         }
     }
 }

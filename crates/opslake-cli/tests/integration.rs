@@ -416,3 +416,178 @@ mod demo {
         assert!(text(&out.stderr).contains("not an earlier demo"), "{}", text(&out.stderr));
     }
 }
+
+mod serve {
+    //! `opslake serve` with real clients: psql (simple protocol, its `\dt` catalog queries) and
+    //! psycopg (extended protocol, server-side parameters), against the demo company's lake.
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::PathBuf;
+    use std::process::{Child, Stdio};
+
+    use super::*;
+
+    const PASSWORD: &str = "correct horse battery staple";
+    const JOIN: &str = "SELECT o.name AS organization, c.source_system, c.email FROM crm.organizations o \
+                        JOIN finance.customers c ON lower(split_part(c.email, '@', 2)) = lower(o.domain) \
+                        ORDER BY 1, 2, 3";
+
+    fn tool(var: &str) -> PathBuf {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("{var} is not set: run the tests with scripts/test, which installs it"))
+    }
+
+    /// A running server, stopped when dropped.
+    struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn hash(dir: &Path) -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opslake"))
+            .args(["serve", "--hash-password"])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        writeln!(child.stdin.take().expect("stdin"), "{PASSWORD}").expect("writes");
+        let out = child.wait_with_output().expect("runs");
+        assert!(out.status.success());
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// Starts `opslake serve` on a free port; the first line it prints names the port.
+    fn start(project: &Path, secret: &str) -> Result<Server, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opslake"))
+            .args(["serve", &project.display().to_string(), "--listen", "127.0.0.1:0"])
+            .current_dir(project)
+            .env("OPSLAKE_SERVE_USER", "analyst")
+            .env("OPSLAKE_SERVE_PASSWORD_HASH", secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("reads");
+        let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Ok(Server { child, port }),
+            None => {
+                let out = child.wait_with_output().expect("exits");
+                Err(format!("exit {:?}: {line}{}", out.status.code(), text(&out.stderr)))
+            }
+        }
+    }
+
+    fn psql(server: &Server, password: &str, sslmode: &str, args: &[&str]) -> Output {
+        Command::new(tool("OPSLAKE_TEST_PSQL"))
+            .arg(format!("host=127.0.0.1 port={} user=analyst dbname=opslake sslmode={sslmode}", server.port))
+            .args(["--no-psqlrc", "-X", "-v", "ON_ERROR_STOP=1"])
+            .args(args)
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs")
+    }
+
+    fn python(server: &Server, password: &str, sql: &str, params: &[&str]) -> Output {
+        Command::new(tool("OPSLAKE_TEST_PYTHON"))
+            .arg(opslake_testkit::repo_root().join("tests/python/pg_client.py"))
+            .args([&server.port.to_string(), "analyst", password, sql])
+            .args(params)
+            .output()
+            .expect("python runs")
+    }
+
+    #[test]
+    #[ignore = "needs psql and psycopg: run with scripts/test"]
+    fn psql_and_psycopg_log_in_list_tables_and_join_like_opslake_query() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let demo = tmp.path().join("demo");
+        let out = opslake(&["demo", "--dir", &demo.display().to_string(), "--companies", "20"], tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let server = start(&demo, &hash(tmp.path())).expect("serve starts");
+
+        // A wrong password is refused, by both clients.
+        let out = psql(&server, "wrong", "disable", &["-c", "SELECT 1"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(text(&out.stderr).contains("authentication failed"), "{}", text(&out.stderr));
+        let out = python(&server, "wrong", "SELECT 1", &[]);
+        assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+
+        // \dt lists the canonical tables by schema, the models and the system tables.
+        let out = psql(&server, PASSWORD, "disable", &["-c", "\\dt *.*"]);
+        let listing = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{listing}{}", text(&out.stderr));
+        for (schema, table) in
+            [("crm", "organizations"), ("finance", "customers"), ("hr", "employees"), ("public", "customer_360")]
+        {
+            assert!(
+                listing.lines().any(|l| l.split('|').map(str::trim).take(2).eq([schema, table])),
+                "{schema}.{table} is not listed:\n{listing}"
+            );
+        }
+        let out = psql(&server, PASSWORD, "disable", &["-c", "\\d crm.organizations"]);
+        assert!(text(&out.stdout).contains("domain"), "{}{}", text(&out.stdout), text(&out.stderr));
+
+        // The same join through the server as through `opslake query`, row for row.
+        let expected =
+            text(&opslake(&["query", "--project", &demo.display().to_string(), "--format", "csv", JOIN], &demo).stdout);
+        let expected: Vec<&str> = expected.lines().skip(1).collect();
+        assert!(expected.len() >= 10, "the demo's customers should join its organizations: {expected:?}");
+        let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-F", ",", "-c", JOIN]);
+        assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), expected, "{}", text(&out.stderr));
+        let out = python(&server, PASSWORD, JOIN, &[]);
+        assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), expected, "{}", text(&out.stderr));
+        let stripe: Vec<&str> = expected.iter().copied().filter(|l| l.contains(",stripe,")).collect();
+        let filtered = JOIN.replace("ORDER BY", "WHERE c.source_system = %s ORDER BY");
+        let out = python(&server, PASSWORD, &filtered, &["stripe"]);
+        assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), stripe, "{}", text(&out.stderr));
+
+        // Read-only: DDL and DML are refused with SQLSTATE 25006 and change nothing.
+        for sql in
+            ["CREATE TABLE x AS SELECT 1", "INSERT INTO crm.organizations (name) VALUES ('x')", "DROP TABLE crm.people"]
+        {
+            let out = psql(&server, PASSWORD, "disable", &["-c", sql]);
+            assert_ne!(out.status.code(), Some(0), "{sql} ran");
+            assert!(text(&out.stderr).contains("read-only"), "{sql}: {}", text(&out.stderr));
+        }
+        let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT count(*) FROM crm.people"]);
+        assert!(text(&out.stdout).trim().parse::<u64>().is_ok_and(|n| n > 0), "{}", text(&out.stderr));
+    }
+
+    #[test]
+    #[ignore = "needs psql and openssl: run with scripts/test"]
+    fn tls_is_offered_with_a_certificate_and_a_bad_one_stops_the_server() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let project = tmp.path();
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=localhost"])
+            .current_dir(project)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let secret = hash(project);
+        std::fs::write(project.join("opslake.yml"), "serve:\n  tls: {cert: cert.pem, key: key.pem}\n").expect("config");
+        let server = start(project, &secret).expect("serve starts with TLS");
+        let out = psql(&server, PASSWORD, "require", &["-c", "\\conninfo"]);
+        assert!(text(&out.stdout).contains("SSL connection"), "{}{}", text(&out.stdout), text(&out.stderr));
+        drop(server);
+
+        // A key that does not match, or is not there: no fallback to plaintext.
+        std::fs::write(project.join("key.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            .expect("key");
+        let err = start(project, &secret).err().expect("serve must not start");
+        assert!(err.starts_with("exit Some(3)") && err.contains("not starting without TLS"), "{err}");
+    }
+}

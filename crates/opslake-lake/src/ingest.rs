@@ -211,19 +211,26 @@ pub async fn ingest(
     let mut lock = LakeLock::acquire(lake, &run.run_id, "ingest", options.lock_ttl).await?;
     let mut row = RunRow { full_refresh: options.full_refresh, ..RunRow::starting(run, "ingest", &lock) };
     let outcome = match runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await {
-        Ok(()) => ingest_locked(lake, contract, tools, inputs, run, options, &mut lock, progress).await,
+        Ok(()) => ingest_held(lake, contract, tools, inputs, run, options, &mut lock, progress).await,
         Err(e) => Err(e),
     };
     if let Ok(report) = &outcome {
-        row.files_loaded = Some(report.files.iter().filter(|f| f.error.is_none()).count() as i64);
-        row.files_skipped = Some(report.skipped.len() as i64);
-        row.files_failed = Some(report.failed().count() as i64);
-        row.rows_read = Some(report.rows_read() as i64);
-        row.rows_written = Some(report.files.iter().map(|f| f.rows_written as i64).sum());
-        row.rows_rejected = Some(report.rows_rejected() as i64);
+        row.count_ingest(report);
     }
     runs::finish(lake, contract, lock, row, &outcome).await?;
     outcome
+}
+
+impl RunRow {
+    /// Fills the file and row counts of an ingest.
+    pub fn count_ingest(&mut self, report: &IngestReport) {
+        self.files_loaded = Some(report.files.iter().filter(|f| f.error.is_none()).count() as i64);
+        self.files_skipped = Some(report.skipped.len() as i64);
+        self.files_failed = Some(report.failed().count() as i64);
+        self.rows_read = Some(report.rows_read() as i64);
+        self.rows_written = Some(report.files.iter().map(|f| f.rows_written as i64).sum());
+        self.rows_rejected = Some(report.rows_rejected() as i64);
+    }
 }
 
 /// One input after comparing it with the manifest.
@@ -234,8 +241,11 @@ struct Planned<'a> {
     decision: Decision,
 }
 
+/// [`ingest`] under a lock the caller holds (`lock`, renewed as files are read), writing no
+/// `_runs` row: for a command that ingests as one step of a longer run (`opslake run`) and
+/// records the run itself.
 #[allow(clippy::too_many_arguments)]
-async fn ingest_locked(
+pub async fn ingest_held(
     lake: &Lake,
     contract: &Contract,
     tools: &[Tool],

@@ -29,7 +29,7 @@ pub fn is_run_record(name: &str) -> bool {
 pub struct RunRow {
     /// Run id.
     pub run_id: String,
-    /// ingest or maintain.
+    /// run, ingest, build, test or maintain.
     pub command: String,
     /// RUNNING, SUCCEEDED or FAILED.
     pub status: String,
@@ -57,6 +57,22 @@ pub struct RunRow {
     pub rows_rejected: Option<i64>,
     /// Failure or note.
     pub message: Option<String>,
+    /// Models built.
+    pub models_built: Option<i64>,
+    /// Models errored or skipped.
+    pub models_failed: Option<i64>,
+    /// Tests passed.
+    pub tests_passed: Option<i64>,
+    /// Tests that warned.
+    pub tests_warned: Option<i64>,
+    /// Tests failed or errored.
+    pub tests_failed: Option<i64>,
+    /// Snapshot published.
+    pub snapshot_id: Option<String>,
+    /// First step that failed.
+    pub failed_step: Option<String>,
+    /// The command's exit code.
+    pub exit_code: Option<i64>,
 }
 
 impl RunRow {
@@ -86,13 +102,19 @@ pub async fn finish<T>(
     if matches!(outcome, Err(Error::Locked { .. })) {
         return Ok(());
     }
-    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
     if let Err(e) = outcome {
         row.status = "FAILED".into();
         row.message = Some(e.to_string());
     } else {
         row.status = "SUCCEEDED".into();
     }
+    record_end(lake, contract, lock, row).await
+}
+
+/// Appends the final row of a run whose status (and counts, step, exit code) the caller has
+/// filled, then gives the lake back. The lock is released even when the row cannot be written.
+pub async fn record_end(lake: &Lake, contract: &Contract, lock: crate::lock::LakeLock, mut row: RunRow) -> Result<()> {
+    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
     let recorded = append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await;
     lock.release().await?;
     recorded
@@ -169,6 +191,9 @@ pub async fn append_rows<S: Serialize>(lake: &Lake, contract: &Contract, name: &
     delta
         .write(vec![batch])
         .with_save_mode(SaveMode::Append)
+        // A lake made by an older opslake lacks the columns system tables have since gained:
+        // they are added (nullable), and its old rows read them as null.
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
         .await
         .map_err(|source| Error::Delta { table: name.to_string(), source })?;
     Ok(())

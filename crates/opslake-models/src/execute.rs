@@ -50,6 +50,9 @@ pub struct BuildOptions {
     pub target_dir: PathBuf,
     /// The functions' time zone and currency.
     pub udf: UdfContext,
+    /// After the first model error or failing test, start nothing more: what is not yet
+    /// running is skipped (dbt's `--fail-fast`).
+    pub fail_fast: bool,
 }
 
 /// The outcome of one node, as dbt's run_results.json spells it.
@@ -289,23 +292,26 @@ pub async fn build(
     let mut running = FuturesUnordered::new();
     let mut next_index = 0;
     let threads = options.threads.max(1);
+    // The first node that failed, once `fail_fast` stops the build.
+    let mut stopped_by: Option<String> = None;
     while !pending.is_empty() || !running.is_empty() {
         // Start what is ready, skip what cannot run, up to `threads` at a time.
         let mut i = 0;
         while i < pending.len() {
             let name = pending[i].clone();
             let parents = &waits_for[&name];
-            if let Some(bad) =
-                parents.iter().find(|p| matches!(outcome.get(p.as_str()), Some(Status::Error | Status::Skipped)))
-            {
+            let why = match &stopped_by {
+                Some(failed) => Some(format!("skipped: --fail-fast stopped the build after {failed} failed")),
+                None => parents
+                    .iter()
+                    .find(|p| matches!(outcome.get(p.as_str()), Some(Status::Error | Status::Skipped)))
+                    .map(|bad| format!("skipped: it reads {bad}, which did not build")),
+            };
+            if let Some(why) = why {
                 pending.remove(i);
                 next_index += 1;
-                let r = NodeResult::skipped(
-                    "model",
-                    &name,
-                    Some(project.config(&name).materialized.as_str().into()),
-                    format!("skipped: it reads {bad}, which did not build"),
-                );
+                let r =
+                    NodeResult::skipped("model", &name, Some(project.config(&name).materialized.as_str().into()), why);
                 progress(Event::Finished { index: next_index, total, result: &r });
                 outcome.insert(name, Status::Skipped);
                 results.push(r);
@@ -336,6 +342,9 @@ pub async fn build(
             define_views(project, &ctx, &stale, &options.target_dir).await;
         }
         progress(Event::Finished { index, total, result: &r });
+        if options.fail_fast && r.status == Status::Error && stopped_by.is_none() {
+            stopped_by = Some(r.name.clone());
+        }
         outcome.insert(r.name.clone(), r.status);
         results.push(r);
     }
@@ -343,10 +352,15 @@ pub async fn build(
     for t in tests {
         next_index += 1;
         let refs = project.test_refs.get(&t.name).cloned().unwrap_or_default();
-        if let Some(bad) =
-            refs.iter().find(|r| matches!(outcome.get(r.as_str()), Some(Status::Error | Status::Skipped)))
-        {
-            let r = NodeResult::skipped("test", &t.name, None, format!("skipped: {bad} did not build"));
+        let why = match &stopped_by {
+            Some(failed) => Some(format!("skipped: --fail-fast stopped the build after {failed} failed")),
+            None => refs
+                .iter()
+                .find(|r| matches!(outcome.get(r.as_str()), Some(Status::Error | Status::Skipped)))
+                .map(|bad| format!("skipped: {bad} did not build")),
+        };
+        if let Some(why) = why {
+            let r = NodeResult::skipped("test", &t.name, None, why);
             progress(Event::Finished { index: next_index, total, result: &r });
             results.push(r);
             continue;
@@ -355,6 +369,9 @@ pub async fn build(
         let r = run_test(project, t, lake, &ctx, options).await;
         lock.renew_if_due().await?;
         progress(Event::Finished { index: next_index, total, result: &r });
+        if options.fail_fast && matches!(r.status, Status::Error | Status::Fail) {
+            stopped_by = Some(r.name.clone());
+        }
         results.push(r);
     }
     let missing_rates = missing_rates

@@ -109,6 +109,7 @@ mod slt {
                 run_tests: true,
                 target_dir: self.target.clone(),
                 udf: Self::udf(),
+                fail_fast: false,
             };
             let mut vars = BTreeMap::new();
             let mut words = args.split_whitespace().peekable();
@@ -119,6 +120,8 @@ mod slt {
                     "--exclude" => list = Some(false),
                     "--full-refresh" => options.full_refresh = true,
                     "--no-tests" => options.run_tests = false,
+                    "--fail-fast" => options.fail_fast = true,
+                    "--threads" => options.threads = words.next().and_then(|n| n.parse().ok()).unwrap_or(1),
                     "--vars" => {
                         let json: String = words.by_ref().collect::<Vec<_>>().join(" ");
                         vars = serde_json::from_str(json.trim_matches('\'')).map_err(err)?;

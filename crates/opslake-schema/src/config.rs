@@ -39,6 +39,63 @@ pub struct ProjectConfig {
     /// What happens to personal data before it is written (see [`crate::privacy`]).
     #[serde(default)]
     pub personal_data: crate::privacy::PersonalData,
+    /// Where `opslake run` publishes a Parquet snapshot after a clean build; no snapshot when
+    /// absent.
+    #[serde(default)]
+    pub publish: Option<PublishConfig>,
+    /// How `opslake serve` listens and whom it lets in.
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `publish:`: the snapshot `opslake run` writes for BI tools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct PublishConfig {
+    /// A local directory (relative to the project) or an object-store URL.
+    pub out: Spanned<String>,
+}
+
+/// `serve:`: the Postgres wire protocol endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeConfig {
+    /// Address and port to listen on. Default `127.0.0.1:5433`: loopback only.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Who may connect. More users come from `OPSLAKE_SERVE_USER` and
+    /// `OPSLAKE_SERVE_PASSWORD_HASH`; with none, `serve` refuses to start.
+    #[serde(default)]
+    pub users: Vec<ServeUser>,
+    /// A certificate to offer TLS with; `serve` refuses to start when it cannot be loaded.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), users: Vec::new(), tls: None }
+    }
+}
+
+/// One user of `opslake serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeUser {
+    /// The user name clients log in with.
+    pub name: Spanned<String>,
+    /// The SCRAM-SHA-256 secret `opslake serve --hash-password` prints; never the password.
+    pub password_hash: Spanned<String>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct TlsConfig {
+    /// Certificate chain, PEM, relative to the project.
+    pub cert: Spanned<String>,
+    /// Private key (PKCS#8, PKCS#1 or SEC1), PEM, relative to the project.
+    pub key: Spanned<String>,
 }
 
 /// One connected tool: where its exports are and how to read them.
@@ -92,6 +149,9 @@ fn default_fiscal_month() -> Spanned<u32> {
 fn default_max_reject_ratio() -> Spanned<f64> {
     spanned(0.01)
 }
+fn default_listen() -> Spanned<String> {
+    spanned("127.0.0.1:5433".to_string())
+}
 
 impl Default for ProjectConfig {
     fn default() -> Self {
@@ -103,6 +163,8 @@ impl Default for ProjectConfig {
             max_reject_ratio: default_max_reject_ratio(),
             connections: Vec::new(),
             personal_data: crate::privacy::PersonalData::default(),
+            publish: None,
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -152,6 +214,36 @@ impl ProjectConfig {
                 ratio,
                 format!("max_reject_ratio {} must be between 0 and 1", ratio.value),
             ));
+        }
+        if let Some(publish) = &self.publish
+            && let Err(msg) = StorageLocation::parse(&publish.out.value)
+        {
+            problems.push(Problem::at(file, &publish.out, format!("publish.out {msg}")));
+        }
+        let listen = &self.serve.listen;
+        if listen.value.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(Problem::at(
+                file,
+                listen,
+                format!("serve.listen '{}' is not an address and port (127.0.0.1:5433, [::1]:5433)", listen.value),
+            ));
+        }
+        let mut users: BTreeMap<&str, u64> = BTreeMap::new();
+        for u in &self.serve.users {
+            if let Some(line) = users.insert(&u.name.value, u.name.referenced.line()) {
+                problems.push(Problem::at(
+                    file,
+                    &u.name,
+                    format!("serve user '{}' is already defined on line {line}", u.name.value),
+                ));
+            }
+            if let Err(msg) = crate::scram::ScramSecret::parse(&u.password_hash.value) {
+                problems.push(Problem::at(
+                    file,
+                    &u.password_hash,
+                    format!("serve user '{}': password_hash {msg}", u.name.value),
+                ));
+            }
         }
         let mut names: BTreeMap<&str, u64> = BTreeMap::new();
         for c in &self.connections {
@@ -253,6 +345,21 @@ impl Project {
             }
             other => Ok(other),
         }
+    }
+
+    /// Where `opslake run` publishes: `publish.out`, a relative local path taken relative to
+    /// the project directory. `None` when the config has no `publish`.
+    pub fn publish_location(&self) -> Option<Result<StorageLocation, String>> {
+        let out = &self.config.publish.as_ref()?.out.value;
+        Some(StorageLocation::parse(out).map(|loc| match loc {
+            StorageLocation::Local(p) if p.is_relative() => StorageLocation::Local(self.dir.join(p)),
+            other => other,
+        }))
+    }
+
+    /// A path of the config (a TLS certificate, say) relative to the project directory.
+    pub fn path(&self, value: &str) -> PathBuf {
+        self.dir.join(value)
     }
 }
 

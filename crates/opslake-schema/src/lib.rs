@@ -14,11 +14,15 @@ pub mod embedded;
 pub mod files;
 pub mod location;
 pub mod privacy;
+pub mod scram;
 pub mod types;
 
 use std::path::PathBuf;
 
-pub use config::{CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectConfig, ProjectError};
+pub use config::{
+    CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectConfig, ProjectError, PublishConfig, ServeConfig,
+    ServeUser, TlsConfig,
+};
 pub use contract::{Column, Contract, EnvelopeRole, Table, TableId, WriteMode};
 pub use diag::{ErrorClass, Problem};
 pub use location::{ObjectStoreKind, StorageLocation};

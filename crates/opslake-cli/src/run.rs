@@ -1,0 +1,162 @@
+//! `opslake run`: what a scheduler calls every night. Ingest the connections, build the
+//! models, run their tests, publish a snapshot when configured: one lock, one `_runs` record.
+//!
+//! Data problems do not stop the run: files that failed or rows rejected past the limit leave
+//! the rest of the data committed, and the models still build on it, so the marts are as fresh
+//! as they can be; the run then fails with the first problem's exit code. `--fail-fast` stops
+//! at the first problem instead. Failures outside the data (storage, bugs) always stop it. A
+//! snapshot is published only when nothing failed, so BI tools never see a half-built lake.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use opslake_lake::ingest::ingest_held;
+use opslake_models::execute::Status;
+
+use crate::exit::{DATA, MODELS};
+use crate::ingest::{IngestPlan, Progress, Sources, print_summary};
+use crate::lake_cmds::{OpenLake, lake_err, open_lake};
+use crate::models::{ModelArgs, ModelPlan, Steps};
+use crate::record::RunRecord;
+use crate::{CliError, say};
+
+/// Arguments of `opslake run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    common: ModelArgs,
+    /// Read every file again and rebuild every table and incremental model from all input.
+    #[arg(long)]
+    full_refresh: bool,
+    /// Models built side by side at most.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Stop at the first problem (a file that failed, too many rejects, a model error, a failing
+    /// test) instead of building what can be built.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Do not publish the snapshot configured under `publish:`.
+    #[arg(long)]
+    no_publish: bool,
+    /// Also write the ingest's per-file summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+}
+
+/// A step that failed, and how.
+type Failure = (&'static str, CliError);
+
+pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
+    let common = &args.common;
+    let ttl = Duration::from_secs(common.lock_ttl);
+    // Everything that can be checked before taking the lake is: a broken config, tool file or
+    // model fails the run before it writes anything.
+    let open = open_lake(&common.project, &common.lake)?;
+    let sources = Sources { paths: &[], tool: None, connection: "default" };
+    let ingest = IngestPlan::prepare(&common.project, &sources, args.full_refresh, ttl)?;
+    let steps = Steps { models: true, tests: true, full_refresh: args.full_refresh, threads: args.threads };
+    let models = ModelPlan::prepare(&open, common, steps, args.fail_fast)?;
+    let publish = match open.project.publish_location() {
+        Some(_) if args.no_publish => None,
+        Some(loc) => Some(loc.map_err(|e| CliError::user(format!("publish.out {e}")))?),
+        None => None,
+    };
+
+    let mut record = RunRecord::start(&open, "run", ttl, args.full_refresh).await?;
+    let mut failures: Vec<Failure> = Vec::new();
+    let outcome = steps_in_order(args, &open, &ingest, &models, publish.as_ref(), &mut record, &mut failures).await;
+    let (outcome, step) = match outcome {
+        Err(fatal) => (Err(fatal.1), Some(fatal.0)),
+        Ok(()) if failures.is_empty() => (Ok(()), None),
+        Ok(()) => {
+            let (step, first) = failures.remove(0);
+            let also: Vec<String> = failures.iter().map(|(s, e)| format!("{s}: {}", e.message())).collect();
+            (Err(first.also(&also)), Some(step))
+        }
+    };
+    match &outcome {
+        Ok(()) => say!("run {} succeeded", record.run.run_id),
+        Err(e) => tracing::debug!(run_id = %record.run.run_id, exit_code = e.exit_code(), "run failed"),
+    }
+    record.end(&open, outcome, step).await
+}
+
+/// Ingest, build and test, publish. Data and model problems are pushed to `failures` and the
+/// run goes on unless `--fail-fast`; anything else ends it at once (`Err`).
+async fn steps_in_order(
+    args: &RunArgs,
+    open: &OpenLake,
+    ingest: &IngestPlan,
+    models: &ModelPlan,
+    publish: Option<&opslake_schema::StorageLocation>,
+    record: &mut RunRecord,
+    failures: &mut Vec<Failure>,
+) -> Result<(), Failure> {
+    let tools = ingest.registry.tools();
+    let mut progress = Progress::new(ingest.inputs.len());
+    let report = ingest_held(
+        &open.lake,
+        &open.contract,
+        &tools,
+        &ingest.inputs,
+        &record.run,
+        &ingest.options,
+        &mut record.lock,
+        &mut progress.on_event(),
+    )
+    .await
+    .map_err(|e| ("ingest", lake_err(e)))?;
+    progress.finish(&report);
+    record.row.count_ingest(&report);
+    print_summary(&report, &open.location);
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| ("ingest", CliError::new(opslake_schema::ErrorClass::Internal, e)))?;
+        std::fs::write(path, json).map_err(|e| ("ingest", CliError::io(path, e)))?;
+    }
+    if let Err(e) = ingest.check(&report) {
+        if !args.fail_fast {
+            tracing::warn!(step = "ingest", exit_code = DATA, "{}; building the models on what landed", e.message());
+        }
+        failures.push(("ingest", e));
+        if args.fail_fast {
+            return Ok(());
+        }
+    }
+
+    say!();
+    let built = models.execute(open, record).await.map_err(|e| ("build", e))?;
+    if let Err(e) = ModelPlan::check(&built, "build") {
+        if publish.is_some() || !args.fail_fast {
+            tracing::warn!(step = "build", exit_code = MODELS, "{}", e.message());
+        }
+        let models_failed = built
+            .results
+            .iter()
+            .any(|r| r.resource_type == "model" && matches!(r.status, Status::Error | Status::Skipped));
+        failures.push((if models_failed { "build" } else { "test" }, e));
+        if args.fail_fast {
+            return Ok(());
+        }
+    }
+
+    if let Some(out) = publish {
+        if !failures.is_empty() {
+            tracing::warn!("not publishing to {out}: the run had failures; the last snapshot stays");
+            return Ok(());
+        }
+        let manifest = opslake_lake::publish::publish(
+            &open.lake,
+            &open.contract,
+            out,
+            &mut |t| tracing::debug!(target: crate::logging::PROGRESS, table = t, "publishing"),
+        )
+        .await
+        .map_err(|e| ("publish", lake_err(e)))?;
+        tracing::info!(target: crate::logging::PROGRESS, snapshot_id = %manifest.snapshot_id, tables = manifest.tables.len(), "published to {out}");
+        say!("published snapshot {} to {out} ({} tables)", manifest.snapshot_id, manifest.tables.len());
+        record.row.snapshot_id = Some(manifest.snapshot_id);
+    }
+    Ok(())
+}

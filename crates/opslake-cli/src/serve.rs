@@ -1,0 +1,373 @@
+//! `opslake serve`: the lake over the Postgres wire protocol, for psql and BI tools.
+//!
+//! Built on datafusion-postgres and pgwire, with the parts a server facing a network needs
+//! done here rather than taken from `datafusion_postgres::serve`, which authenticates no one,
+//! lets SQL write and falls back to plaintext when TLS fails:
+//! - every connection authenticates with SCRAM-SHA-256 against the users of opslake.yml (or
+//!   the environment); an unknown user fails exactly like a wrong password;
+//! - every statement is planned and checked with DataFusion's `SQLOptions` before it runs:
+//!   no DDL, no DML, no session-changing statements other than the harmless `SET`/`SHOW`;
+//! - a configured certificate that does not load stops the server from starting;
+//! - pg_catalog is set up so `\dt`, `\d table` and BI table browsers work.
+//!
+//! A connection reads the lake as it was when the connection opened; new runs are picked up
+//! for new connections within `--refresh` seconds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Args;
+use datafusion::common::ParamValues;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use datafusion_postgres::pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::{ClientInfo, PgWireServerHandlers};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::{DfSessionService, QueryHook};
+use opslake_schema::scram::{ITERATIONS, ScramSecret};
+use opslake_schema::{ErrorClass, Project};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::lake_cmds::{OpenLake, open_lake};
+use crate::query::Session;
+use crate::{CliError, LakeArgs, ProjectArgs};
+
+/// The environment variables that add one user to those of opslake.yml.
+pub const USER_ENV: &str = "OPSLAKE_SERVE_USER";
+/// The secret of [`USER_ENV`]'s user, as `--hash-password` prints it.
+pub const HASH_ENV: &str = "OPSLAKE_SERVE_PASSWORD_HASH";
+
+/// Arguments of `opslake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Address and port to listen on, over `serve.listen` (default 127.0.0.1:5433). Port 0
+    /// picks a free one; the first line printed says which.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Seconds between checks for new runs; new connections see the lake as the last one left it.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    refresh: u64,
+    /// Read a password from stdin, print the secret to put in `serve.users[].password_hash`
+    /// (or OPSLAKE_SERVE_PASSWORD_HASH), and exit.
+    #[arg(long)]
+    hash_password: bool,
+}
+
+pub(crate) async fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    if args.hash_password {
+        return hash_password();
+    }
+    let open = open_lake(&args.project, &args.lake)?;
+    let users = Arc::new(users(&open.project)?);
+    let tls = tls(&open.project)?;
+    let listen = args.listen.as_deref().unwrap_or(&open.project.config.serve.listen.value);
+    let addr: SocketAddr =
+        listen.parse().map_err(|_| CliError::user(format!("--listen '{listen}' is not an address and port")))?;
+    let session = Arc::new(RwLock::new(Arc::new(pg_session(&open).await?)));
+    let handlers = Arc::new(Handlers {
+        session: session.clone(),
+        users: users.clone(),
+        cert_pem: tls.as_ref().map(|t| t.1.clone()),
+    });
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::new(ErrorClass::External, anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| CliError::new(ErrorClass::External, e))?;
+    println!(
+        "listening on {bound} ({}), serving {} to {} user(s): psql \"host={} port={} user={} dbname=opslake\"",
+        if tls.is_some() { "TLS" } else { "no TLS" },
+        open.location,
+        users.len(),
+        bound.ip(),
+        bound.port(),
+        users.keys().next().map_or("…", String::as_str),
+    );
+    if !bound.ip().is_loopback() && tls.is_none() {
+        tracing::warn!("listening on {bound} without TLS: passwords are safe (SCRAM) but query results are not");
+    }
+    tokio::spawn(refresh_when_runs_land(open, session, Duration::from_secs(args.refresh.max(1))));
+    let acceptor = tls.map(|t| t.0);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let (acceptor, handlers) = (acceptor.clone(), handlers.clone());
+                tokio::spawn(async move {
+                    tracing::debug!(%peer, "connection");
+                    if let Err(e) = datafusion_postgres::pgwire::tokio::process_socket(socket, acceptor, handlers).await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads a password from stdin (without echo on a terminal) and prints its secret.
+fn hash_password() -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+        console::Term::stderr().read_secure_line().map_err(|e| CliError::io(std::path::Path::new("stdin"), e))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| CliError::io(std::path::Path::new("stdin"), e))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(CliError::user("empty password"));
+    }
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| CliError::new(ErrorClass::External, anyhow::anyhow!("no randomness for a salt: {e}")))?;
+    let salted_password = gen_salted_password(&password, &salt, ITERATIONS);
+    println!("{}", ScramSecret { salt, salted_password }.to_text());
+    Ok(())
+}
+
+/// The users of opslake.yml, and the one of OPSLAKE_SERVE_USER / OPSLAKE_SERVE_PASSWORD_HASH.
+fn users(project: &Project) -> Result<BTreeMap<String, ScramSecret>, CliError> {
+    let mut users = BTreeMap::new();
+    for u in &project.config.serve.users {
+        let secret = ScramSecret::parse(&u.password_hash.value)
+            .map_err(|e| CliError::user(format!("serve user '{}': password_hash {e}", u.name.value)))?;
+        users.insert(u.name.value.clone(), secret);
+    }
+    match (std::env::var(USER_ENV), std::env::var(HASH_ENV)) {
+        (Ok(name), Ok(hash)) => {
+            let secret = ScramSecret::parse(&hash).map_err(|e| CliError::user(format!("{HASH_ENV} {e}")))?;
+            users.insert(name, secret);
+        }
+        (Ok(_), Err(_)) | (Err(_), Ok(_)) => {
+            return Err(CliError::user(format!("set both {USER_ENV} and {HASH_ENV}, or neither")));
+        }
+        _ => {}
+    }
+    if users.is_empty() {
+        return Err(CliError::user(format!(
+            "opslake serve lets no one in without a password: add serve.users to opslake.yml or set {USER_ENV} and \
+             {HASH_ENV} (make a hash with `opslake serve --hash-password`)"
+        )));
+    }
+    Ok(users)
+}
+
+/// The TLS acceptor of `serve.tls`, and the certificate chain's PEM (for channel binding).
+/// Any failure to load them stops the server: it never falls back to plaintext.
+fn tls(project: &Project) -> Result<Option<(TlsAcceptor, Vec<u8>)>, CliError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(tls) = &project.config.serve.tls else {
+        return Ok(None);
+    };
+    let (cert_path, key_path) = (project.path(&tls.cert.value), project.path(&tls.key.value));
+    let refuse = |what: String| CliError::user(format!("serve.tls: {what}; not starting without TLS"));
+    let pem = std::fs::read(&cert_path).map_err(|e| refuse(format!("cannot read {}: {e}", cert_path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(format!("{} is not a PEM certificate chain: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(refuse(format!("{} holds no certificate", cert_path.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| refuse(format!("{} holds no usable private key: {e}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| {
+            refuse(format!("{} and {} do not make a TLS identity: {e}", cert_path.display(), key_path.display()))
+        })?;
+    Ok(Some((TlsAcceptor::from(Arc::new(config)), pem)))
+}
+
+/// A session over the lake with pg_catalog, as psql and BI tools expect it.
+async fn pg_session(open: &OpenLake) -> Result<SessionContext, CliError> {
+    let session = Session::open(open, None).await?;
+    let ctx = session.into_context();
+    datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+        &ctx,
+        "datafusion",
+        datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .map_err(|e| CliError::new(ErrorClass::Internal, anyhow::anyhow!("cannot set up pg_catalog: {e}")))?;
+    Ok(ctx)
+}
+
+/// Rebuilds the session when `_runs` has a new version, so new connections see new runs.
+async fn refresh_when_runs_land(open: OpenLake, session: Arc<RwLock<Arc<SessionContext>>>, every: Duration) {
+    let mut seen = runs_version(&open).await;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = runs_version(&open).await;
+        if now == seen {
+            continue;
+        }
+        match pg_session(&open).await {
+            Ok(ctx) => {
+                *session.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ctx);
+                tracing::info!(version = now, "the lake has new runs; new connections read them");
+                seen = now;
+            }
+            Err(e) => tracing::warn!("cannot reload the lake: {e}; connections keep the previous state"),
+        }
+    }
+}
+
+async fn runs_version(open: &OpenLake) -> Option<u64> {
+    let table = open.contract.system_table(opslake_lake::runs::RUNS)?;
+    opslake_lake::read::open(&open.lake, table, None).await.ok().flatten().and_then(|t| t.version())
+}
+
+/// The users and their secrets, for pgwire's SCRAM exchange.
+#[derive(Debug)]
+struct Users(Arc<BTreeMap<String, ScramSecret>>);
+
+#[async_trait]
+impl AuthSource for Users {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        if let Some(secret) = login.user().and_then(|u| self.0.get(u)) {
+            return Ok(Password::new(Some(secret.salt.clone()), secret.salted_password.clone()));
+        }
+        // An unknown user gets a secret no password matches, so the exchange fails the same
+        // way as a wrong password and does not tell which users exist.
+        let mut salt = vec![0u8; 16];
+        let mut nothing = vec![0u8; 32];
+        getrandom::fill(&mut salt).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        getrandom::fill(&mut nothing).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        Ok(Password::new(Some(salt), nothing))
+    }
+}
+
+/// One set of handlers per connection: a fresh SCRAM state machine, and the session as the
+/// lake stands when the connection opens.
+struct Handlers {
+    session: Arc<RwLock<Arc<SessionContext>>>,
+    users: Arc<BTreeMap<String, ScramSecret>>,
+    cert_pem: Option<Vec<u8>>,
+}
+
+impl Handlers {
+    fn service(&self) -> Arc<DfSessionService> {
+        let ctx = self.session.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+            // Last: the statements the hooks above take (SET, SHOW, BEGIN, cursors) never
+            // reach it; everything else is checked before datafusion-postgres runs it.
+            Arc::new(ReadOnly),
+        ];
+        Arc::new(DfSessionService::new_with_hooks(ctx, hooks))
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        let mut scram = ScramAuth::new(Arc::new(Users(self.users.clone())));
+        scram.set_iterations(ITERATIONS);
+        if let Some(pem) = &self.cert_pem
+            && let Err(e) = scram.configure_certificate(pem)
+        {
+            tracing::warn!("SCRAM channel binding is off: {e}");
+        }
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.default_transaction_read_only = true;
+        parameters.is_superuser = false;
+        Arc::new(SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram))
+    }
+}
+
+/// Refuses every statement that would change the session's catalog or data.
+struct ReadOnly;
+
+impl ReadOnly {
+    async fn check(statement: &Statement, ctx: &SessionContext) -> Option<PgWireError> {
+        let plan = match ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement.clone()))).await {
+            Ok(plan) => plan,
+            // Not plannable: the normal path reports the same error.
+            Err(_) => return None,
+        };
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        options.verify_plan(&plan).err().map(|e| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                // read_only_sql_transaction
+                "25006".into(),
+                format!("opslake serve is read-only: {e}"),
+            )))
+        })
+    }
+}
+
+#[async_trait]
+impl QueryHook for ReadOnly {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::check(statement, ctx).await.map(Err)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        Self::check(statement, ctx).await.map(Err)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}
