@@ -98,9 +98,14 @@ impl IngestPlan {
 
     /// The data did not all land: a file failed, or more rows were rejected than allowed.
     pub fn check(&self, report: &IngestReport) -> Result<(), CliError> {
-        let failed = report.failed().count();
-        if failed > 0 {
-            return Err(CliError::data(format!("{failed} file(s) failed; their rows were not written (see above)")));
+        let failed: Vec<String> = report.failed().map(|f| short(&f.path)).collect();
+        if !failed.is_empty() {
+            let named = failed.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            let more = if failed.len() > 3 { format!(" and {} more", failed.len() - 3) } else { String::new() };
+            return Err(CliError::data(format!(
+                "{} file(s) failed ({named}{more}); their rows were not written, the other files' were",
+                failed.len()
+            )));
         }
         let (ratio, max) = (report.reject_ratio(), self.project.config.max_reject_ratio.value);
         if ratio > max {

@@ -241,7 +241,7 @@ fn print_event(e: Event<'_>, bar: &indicatif::ProgressBar) {
                 rows = r.rows_affected,
                 failures = r.failures,
                 seconds = r.execution_time,
-                message = (!r.message.is_empty()).then_some(r.message.as_str()),
+                detail = (!r.message.is_empty()).then_some(r.message.as_str()),
                 "node done"
             );
             let detail = match (r.rows_affected, r.failures) {

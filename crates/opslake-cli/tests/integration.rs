@@ -591,3 +591,97 @@ mod serve {
         assert!(err.starts_with("exit Some(3)") && err.contains("not starting without TLS"), "{err}");
     }
 }
+
+mod run {
+    //! `opslake run` as a scheduler sees it: exit codes by failure class, `--fail-fast`, one
+    //! `_runs` record per run that says what happened, and the snapshot published only when
+    //! nothing failed.
+
+    use super::*;
+
+    /// The last `_runs` row, as JSON.
+    fn last_run(project: &Path) -> serde_json::Value {
+        let out = opslake(
+            &[
+                "query",
+                "--project",
+                &project.display().to_string(),
+                "--format",
+                "json",
+                "SELECT command, status, failed_step, exit_code, models_built, models_failed, tests_passed, \
+                 tests_failed, files_failed, snapshot_id, message, \
+                 (SELECT count(*) FROM _runs r2 WHERE r2.run_id = r.run_id) AS rows_of_run \
+                 FROM _runs r ORDER BY started_at DESC, ended_at DESC NULLS LAST LIMIT 1",
+            ],
+            project,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON row")
+    }
+
+    #[test]
+    fn exit_codes_fail_fast_and_the_run_record_say_what_failed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let demo = tmp.path().join("demo");
+        let dir = demo.display().to_string();
+        let out = opslake(&["demo", "--dir", &dir, "--companies", "12", "--no-run"], tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let config = demo.join("opslake.yml");
+        let yml = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(&config, format!("{yml}\npublish:\n  out: snapshot\n")).expect("config");
+
+        // A file that fails: with --fail-fast nothing is built or published, exit 5.
+        let broken = demo.join("exports/stripe/zz_broken.csv");
+        std::fs::write(&broken, "not,a,stripe,export\n1,2,3,4\n").expect("broken file");
+        let out = opslake(&["run", &dir, "--fail-fast"], tmp.path());
+        assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+        let run = last_run(&demo);
+        assert_eq!(run["command"], "run");
+        assert_eq!(run["status"], "FAILED");
+        assert_eq!(run["failed_step"], "ingest");
+        assert_eq!(run["exit_code"], 5);
+        assert_eq!(run["files_failed"], 1);
+        assert!(run["message"].as_str().is_some_and(|m| m.contains("zz_broken.csv")), "{run}");
+        assert!(run.get("models_built").is_none_or(serde_json::Value::is_null), "built despite --fail-fast: {run}");
+        assert_eq!(run["rows_of_run"], 2, "one RUNNING and one final row: {run}");
+        assert!(!demo.join("snapshot").exists());
+
+        // Without it the models build on what landed; still exit 5, still no snapshot.
+        let out = opslake(&["run", &dir], tmp.path());
+        assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+        let run = last_run(&demo);
+        assert_eq!(run["failed_step"], "ingest");
+        assert!(run["models_built"].as_i64().is_some_and(|n| n >= 5), "{run}");
+        assert_eq!(run["models_failed"], 0);
+        assert!(text(&out.stderr).contains("not publishing"), "{}", text(&out.stderr));
+        assert!(!demo.join("snapshot").exists());
+
+        // A model that errors: exit 6, the build is the failed step.
+        std::fs::remove_file(&broken).expect("rm");
+        let model = demo.join("pipelines/models/marts/broken_mart.sql");
+        std::fs::write(&model, "select no_such_column from {{ ref('customer_360') }}\n").expect("model");
+        let out = opslake(&["run", &dir], tmp.path());
+        assert_eq!(out.status.code(), Some(6), "{}{}", text(&out.stdout), text(&out.stderr));
+        let run = last_run(&demo);
+        assert_eq!((run["failed_step"].as_str(), run["exit_code"].as_i64()), (Some("build"), Some(6)), "{run}");
+        assert_eq!(run["models_failed"], 1);
+
+        // All well: exit 0, the snapshot is published and the record names it.
+        std::fs::remove_file(&model).expect("rm");
+        let out = opslake(&["run", &dir, "--log-format", "json"], tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let run = last_run(&demo);
+        assert_eq!((run["status"].as_str(), run["exit_code"].as_i64()), (Some("SUCCEEDED"), Some(0)), "{run}");
+        assert!(run.get("failed_step").is_none_or(serde_json::Value::is_null));
+        assert_eq!(run["tests_failed"], 0);
+        let snapshot = run["snapshot_id"].as_str().expect("a snapshot id");
+        let manifest = std::fs::read_to_string(demo.join("snapshot/manifest.json")).expect("manifest");
+        assert!(manifest.contains(snapshot), "{manifest}");
+        // JSON logs: every stderr line is an object; the models' events are there.
+        let stderr = text(&out.stderr);
+        let events: Vec<serde_json::Value> =
+            stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        assert!(events.iter().any(|e| e["message"] == "node done" && e["node"] == "model.customer_360"));
+        assert!(events.iter().any(|e| e["message"] == "build done"));
+    }
+}

@@ -576,11 +576,9 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let dir = args.dir.to_string_lossy().into_owned();
-    for step in [vec!["ingest", dir.as_str()], vec!["build", dir.as_str()]] {
-        println!("\n==> opslake {}", step.join(" "));
-        let cli = crate::Cli::try_parse_from_steps(&step)?;
-        Box::pin(crate::execute(cli)).await?;
-    }
+    println!("\n==> opslake run {dir}");
+    let cli = crate::Cli::try_parse_from_steps(&["run", dir.as_str()])?;
+    Box::pin(crate::execute(cli)).await?;
     let views = [
         (
             "Customers across billing, CRM and marketing (top 15 by bookings)",
