@@ -142,6 +142,9 @@ mod cli {
             &["validate", "--help"],
             &["ingest", "--help"],
             &["inspect", "--help"],
+            &["run", "--help"],
+            &["query", "--help"],
+            &["serve", "--help"],
             &["docs", "schema", "--help"],
         ] {
             let out = opslake(args, tmp.path());
@@ -683,5 +686,98 @@ mod run {
             stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
         assert!(events.iter().any(|e| e["message"] == "node done" && e["node"] == "model.customer_360"));
         assert!(events.iter().any(|e| e["message"] == "build done"));
+    }
+}
+
+mod snapshots {
+    //! What users read, pinned: help, error messages and outputs. `cargo insta review` (or
+    //! `INSTA_UPDATE=always`) accepts a deliberate change.
+
+    use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
+
+    use super::*;
+
+    fn cmd(dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(get_cargo_bin("opslake"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env_remove("OPSLAKE_LAKE")
+            .env_remove("OPSLAKE_SERVE_USER")
+            .env_remove("OPSLAKE_SERVE_PASSWORD_HASH")
+            .env_remove("OPSLAKE_LOG_FORMAT")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Run ids, temporary paths and timings change every run.
+    fn settings(tmp: &Path) -> insta::Settings {
+        let mut s = insta::Settings::clone_current();
+        s.add_filter(&regex_escape(&tmp.display().to_string()), "[TMP]");
+        s.add_filter(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[RUN_ID]");
+        s.add_filter(r"\d+\.\d+s\b", "[SECS]");
+        s.add_filter(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?", "[TIME]");
+        s.add_filter(r"opslake \d+\.\d+\.\d+", "opslake [VERSION]");
+        s
+    }
+
+    fn regex_escape(text: &str) -> String {
+        text.chars().fold(String::new(), |mut out, c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })
+    }
+
+    #[test]
+    fn help() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let _guard = settings(tmp.path()).bind_to_scope();
+        assert_cmd_snapshot!("help", cmd(tmp.path(), &["--help"]));
+        assert_cmd_snapshot!("help_run", cmd(tmp.path(), &["run", "--help"]));
+        assert_cmd_snapshot!("help_query", cmd(tmp.path(), &["query", "--help"]));
+        assert_cmd_snapshot!("help_serve", cmd(tmp.path(), &["serve", "--help"]));
+    }
+
+    #[test]
+    fn errors() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let _guard = settings(tmp.path()).bind_to_scope();
+        assert_cmd_snapshot!("error_unknown_command", cmd(tmp.path(), &["frobnicate"]));
+        assert_cmd_snapshot!("error_run_without_connections", cmd(tmp.path(), &["run"]));
+        assert_cmd_snapshot!("error_serve_without_users", cmd(tmp.path(), &["serve"]));
+        assert_cmd_snapshot!("error_query_bad_sql", cmd(tmp.path(), &["query", "SELEC 1"]));
+        assert_cmd_snapshot!("error_query_unknown_table", cmd(tmp.path(), &["query", "SELECT * FROM crm.peeple"]));
+        std::fs::write(
+            tmp.path().join("opslake.yml"),
+            "serve:\n  listen: localhost\n  users:\n    - {name: bi, password_hash: SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5}\n",
+        )
+        .expect("config");
+        assert_cmd_snapshot!("error_validate_serve_config", cmd(tmp.path(), &["validate"]));
+        assert_cmd_snapshot!(
+            "error_csv_takes_one_statement",
+            cmd(tmp.path(), &["query", "--format", "csv", "SELECT 1; SELECT 2"])
+        );
+    }
+
+    #[test]
+    fn outputs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let _guard = settings(tmp.path()).bind_to_scope();
+        let sample = opslake_testkit::repo_root().join(
+            "tests/golden/stripe/dashboard_unified_payments/thousands_separators_refunds_and_conversion/input/unified_payments.csv",
+        );
+        std::fs::copy(sample, tmp.path().join("unified_payments.csv")).expect("copies");
+        assert_cmd_snapshot!(
+            "ingest_summary",
+            cmd(tmp.path(), &["ingest", "--tool", "stripe", "--path", "unified_payments.csv", "--lake", "lake"])
+        );
+        let sql = "SELECT currency, count(*) AS payments, sum(amount) AS amount FROM finance.payments \
+                   GROUP BY currency ORDER BY currency";
+        assert_cmd_snapshot!("query_table", cmd(tmp.path(), &["query", "--lake", "lake", sql]));
+        assert_cmd_snapshot!("query_csv", cmd(tmp.path(), &["query", "--lake", "lake", "--format", "csv", sql]));
+        assert_cmd_snapshot!("query_json", cmd(tmp.path(), &["query", "--lake", "lake", "--format", "json", sql]));
+        assert_cmd_snapshot!("runs", cmd(tmp.path(), &["runs", "--lake", "lake"]));
     }
 }
