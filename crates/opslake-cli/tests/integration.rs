@@ -358,18 +358,19 @@ mod demo {
                UNION ALL SELECT source_system FROM marketing.ad_performance_daily \
                UNION ALL SELECT source_system FROM marketing.email_activity UNION ALL SELECT source_system FROM ref.fx_rates \
                UNION ALL SELECT source_system FROM hr.employees UNION ALL SELECT source_system FROM hr.payroll_lines \
-               UNION ALL SELECT source_system FROM hr.applications) \
+               UNION ALL SELECT source_system FROM hr.applications UNION ALL SELECT source_system FROM hr.departments) \
              ORDER BY 1",
         );
         assert_eq!(
             systems,
-            "source_system\nbamboohr\nfx_rates\ngoogle_ads\ngreenhouse\ngusto\nhubspot\nlinkedin_ads\nmailchimp\nmeta_ads\nquickbooks\nsalesforce\nstripe\nxero\n"
+            "source_system\nbamboohr\nfx_rates\ngoogle_ads\ngreenhouse\ngusto\nhubspot\nlinkedin_ads\nmailchimp\nmeta_ads\npipedrive\nquickbooks\nsalesforce\nstripe\nworkday\nxero\n"
         );
-        // The sales reps are employees: every CRM user is an HR record with the same work email.
+        // The sales reps are employees: every CRM user (in Salesforce and Pipedrive) is an HR
+        // record with the same work email.
         assert_eq!(
             csv_query(
                 &dir,
-                "SELECT count(*) AS reps, count(e.work_email) AS employed FROM crm.users u \
+                "SELECT count(DISTINCT u.email) AS reps, count(DISTINCT e.work_email) AS employed FROM crm.users u \
                  LEFT JOIN (SELECT DISTINCT work_email FROM hr.employees WHERE source_system = 'bamboohr') e ON e.work_email = u.email"
             ),
             "reps,employed\n4,4\n"

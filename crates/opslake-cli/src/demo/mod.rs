@@ -15,9 +15,11 @@ mod hubspot;
 mod linkedin_ads;
 mod mailchimp;
 mod meta_ads;
+mod pipedrive;
 mod quickbooks;
 mod salesforce;
 mod stripe;
+mod workday;
 mod xero;
 
 use std::fmt::Write as _;
@@ -486,6 +488,7 @@ const PIPELINES: &[(&str, &str)] = &[
 const CONNECTIONS: &[(&str, &str, &str)] = &[
     ("salesforce", "salesforce", "USD"),
     ("hubspot", "hubspot", "USD"),
+    ("pipedrive", "pipedrive", "USD"),
     ("stripe", "stripe", "USD"),
     ("quickbooks", "quickbooks", "USD"),
     ("xero", "xero", "GBP"),
@@ -496,6 +499,7 @@ const CONNECTIONS: &[(&str, &str, &str)] = &[
     ("bamboohr", "bamboohr", "USD"),
     ("gusto", "gusto", "USD"),
     ("greenhouse", "greenhouse", "USD"),
+    ("workday", "workday", "USD"),
     ("fx_rates", "fx_rates", "USD"),
 ];
 
@@ -521,6 +525,7 @@ pub(crate) fn write_project(demo: &Demo, dir: &Path) -> Result<(), CliError> {
     }
     salesforce::write_exports(demo, dir)?;
     hubspot::write_exports(demo, dir)?;
+    pipedrive::write_exports(demo, dir)?;
     stripe::write_exports(demo, dir)?;
     quickbooks::write_exports(demo, dir)?;
     xero::write_exports(demo, dir)?;
@@ -530,6 +535,7 @@ pub(crate) fn write_project(demo: &Demo, dir: &Path) -> Result<(), CliError> {
     linkedin_ads::write_exports(demo, dir)?;
     mailchimp::write_exports(demo, dir)?;
     bamboohr::write_exports(demo, dir)?;
+    workday::write_exports(demo, dir)?;
     gusto::write_exports(demo, dir)?;
     greenhouse::write_exports(demo, dir)?;
     Ok(())
@@ -606,6 +612,20 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The demo writes exports for every tool opslake maps: a tool added to schemas/sources
+    /// needs a module here.
+    #[test]
+    fn the_demo_has_a_connection_for_every_tool() {
+        let contract = opslake_schema::Contract::embedded().expect("contract");
+        let (registry, problems) = opslake_sources::ToolRegistry::load(None, &contract).expect("tools");
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut tools: Vec<&str> = registry.names().collect();
+        tools.sort_unstable();
+        let mut demo: Vec<&str> = CONNECTIONS.iter().map(|(tool, _, _)| *tool).collect();
+        demo.sort_unstable();
+        assert_eq!(demo, tools);
+    }
 
     /// The demo runs this repository's pipelines: a file added there must be added here.
     #[test]
