@@ -39,29 +39,38 @@ pub struct ModelArgs {
     pub(crate) lock_ttl: u64,
 }
 
+/// How models are built, in `build` and `run`.
+#[derive(Debug, Args)]
+pub struct BuildFlags {
+    /// Rebuild from all input: incremental models instead of merging new rows (and in `run`,
+    /// every table from every file).
+    #[arg(long)]
+    pub(crate) full_refresh: bool,
+    /// Models built side by side at most.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
+    /// Stop at the first problem (in `run` also a failed file or too many rejects; then a
+    /// model error or failing test): nothing more starts, the rest is skipped.
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+}
+
 /// Arguments of `opslake build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     #[command(flatten)]
     common: ModelArgs,
-    /// Rebuild incremental models from all their input instead of merging new rows.
-    #[arg(long)]
-    full_refresh: bool,
-    /// Models built side by side at most.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    #[command(flatten)]
+    flags: BuildFlags,
     /// Build the models only; skip their tests.
     #[arg(long)]
     no_tests: bool,
-    /// Stop at the first model error or failing test: nothing more starts, the rest is
-    /// skipped.
-    #[arg(long)]
-    fail_fast: bool,
 }
 
 pub(crate) async fn build(args: &BuildArgs) -> Result<(), CliError> {
-    let steps = Steps { models: true, tests: !args.no_tests, full_refresh: args.full_refresh, threads: args.threads };
-    run(&args.common, steps, args.fail_fast).await
+    let f = &args.flags;
+    let steps = Steps { models: true, tests: !args.no_tests, full_refresh: f.full_refresh, threads: f.threads };
+    run(&args.common, steps, f.fail_fast).await
 }
 
 pub(crate) async fn test(args: &ModelArgs) -> Result<(), CliError> {

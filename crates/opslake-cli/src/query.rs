@@ -128,6 +128,8 @@ impl Session {
             None => None,
         };
         let ctx = opslake_lake::read::session();
+        // information_schema.tables and .columns: what BI tools browse, and SQL users expect.
+        ctx.state_ref().write().config_mut().options_mut().catalog.information_schema = true;
         opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref())
             .await
             .map_err(lake_err)?;

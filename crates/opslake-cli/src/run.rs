@@ -17,7 +17,7 @@ use opslake_models::execute::Status;
 use crate::exit::{DATA, MODELS};
 use crate::ingest::{IngestPlan, Progress, Sources, print_summary};
 use crate::lake_cmds::{OpenLake, lake_err, open_lake};
-use crate::models::{ModelArgs, ModelPlan, Steps};
+use crate::models::{BuildFlags, ModelArgs, ModelPlan, Steps};
 use crate::record::RunRecord;
 use crate::{CliError, say};
 
@@ -26,16 +26,8 @@ use crate::{CliError, say};
 pub struct RunArgs {
     #[command(flatten)]
     common: ModelArgs,
-    /// Read every file again and rebuild every table and incremental model from all input.
-    #[arg(long)]
-    full_refresh: bool,
-    /// Models built side by side at most.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    /// Stop at the first problem (a file that failed, too many rejects, a model error, a failing
-    /// test) instead of building what can be built.
-    #[arg(long)]
-    fail_fast: bool,
+    #[command(flatten)]
+    flags: BuildFlags,
     /// Do not publish the snapshot configured under `publish:`.
     #[arg(long)]
     no_publish: bool,
@@ -54,16 +46,16 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
     // model fails the run before it writes anything.
     let open = open_lake(&common.project, &common.lake)?;
     let sources = Sources { paths: &[], tool: None, connection: "default" };
-    let ingest = IngestPlan::prepare(&common.project, &sources, args.full_refresh, ttl)?;
-    let steps = Steps { models: true, tests: true, full_refresh: args.full_refresh, threads: args.threads };
-    let models = ModelPlan::prepare(&open, common, steps, args.fail_fast)?;
+    let ingest = IngestPlan::prepare(&common.project, &sources, args.flags.full_refresh, ttl)?;
+    let steps = Steps { models: true, tests: true, full_refresh: args.flags.full_refresh, threads: args.flags.threads };
+    let models = ModelPlan::prepare(&open, common, steps, args.flags.fail_fast)?;
     let publish = match open.project.publish_location() {
         Some(_) if args.no_publish => None,
         Some(loc) => Some(loc.map_err(|e| CliError::user(format!("publish.out {e}")))?),
         None => None,
     };
 
-    let mut record = RunRecord::start(&open, "run", ttl, args.full_refresh).await?;
+    let mut record = RunRecord::start(&open, "run", ttl, args.flags.full_refresh).await?;
     let mut failures: Vec<Failure> = Vec::new();
     let outcome = steps_in_order(args, &open, &ingest, &models, publish.as_ref(), &mut record, &mut failures).await;
     let (outcome, step) = match outcome {
@@ -116,11 +108,11 @@ async fn steps_in_order(
         std::fs::write(path, json).map_err(|e| ("ingest", CliError::io(path, e)))?;
     }
     if let Err(e) = ingest.check(&report) {
-        if !args.fail_fast {
+        if !args.flags.fail_fast {
             tracing::warn!(step = "ingest", exit_code = DATA, "{}; building the models on what landed", e.message());
         }
         failures.push(("ingest", e));
-        if args.fail_fast {
+        if args.flags.fail_fast {
             return Ok(());
         }
     }
@@ -128,7 +120,7 @@ async fn steps_in_order(
     say!();
     let built = models.execute(open, record).await.map_err(|e| ("build", e))?;
     if let Err(e) = ModelPlan::check(&built, "build") {
-        if publish.is_some() || !args.fail_fast {
+        if publish.is_some() || !args.flags.fail_fast {
             tracing::warn!(step = "build", exit_code = MODELS, "{}", e.message());
         }
         let models_failed = built
@@ -136,7 +128,7 @@ async fn steps_in_order(
             .iter()
             .any(|r| r.resource_type == "model" && matches!(r.status, Status::Error | Status::Skipped));
         failures.push((if models_failed { "build" } else { "test" }, e));
-        if args.fail_fast {
+        if args.flags.fail_fast {
             return Ok(());
         }
     }

@@ -542,6 +542,11 @@ mod serve {
         }
         let out = psql(&server, PASSWORD, "disable", &["-c", "\\d crm.organizations"]);
         assert!(text(&out.stdout).contains("domain"), "{}{}", text(&out.stdout), text(&out.stderr));
+        // What BI tools browse: information_schema.
+        let columns = "SELECT column_name FROM information_schema.columns \
+                       WHERE table_schema = 'crm' AND table_name = 'organizations' AND column_name = 'domain'";
+        let out = python(&server, PASSWORD, columns, &[]);
+        assert_eq!(text(&out.stdout).trim(), "domain", "{}", text(&out.stderr));
 
         // The same join through the server as through `opslake query`, row for row.
         let expected =

@@ -300,13 +300,9 @@ pub async fn build(
         while i < pending.len() {
             let name = pending[i].clone();
             let parents = &waits_for[&name];
-            let why = match &stopped_by {
-                Some(failed) => Some(format!("skipped: --fail-fast stopped the build after {failed} failed")),
-                None => parents
-                    .iter()
-                    .find(|p| matches!(outcome.get(p.as_str()), Some(Status::Error | Status::Skipped)))
-                    .map(|bad| format!("skipped: it reads {bad}, which did not build")),
-            };
+            let why = skip_reason(stopped_by.as_deref(), parents, &outcome, |bad| {
+                format!("skipped: it reads {bad}, which did not build")
+            });
             if let Some(why) = why {
                 pending.remove(i);
                 next_index += 1;
@@ -352,13 +348,7 @@ pub async fn build(
     for t in tests {
         next_index += 1;
         let refs = project.test_refs.get(&t.name).cloned().unwrap_or_default();
-        let why = match &stopped_by {
-            Some(failed) => Some(format!("skipped: --fail-fast stopped the build after {failed} failed")),
-            None => refs
-                .iter()
-                .find(|r| matches!(outcome.get(r.as_str()), Some(Status::Error | Status::Skipped)))
-                .map(|bad| format!("skipped: {bad} did not build")),
-        };
+        let why = skip_reason(stopped_by.as_deref(), &refs, &outcome, |bad| format!("skipped: {bad} did not build"));
         if let Some(why) = why {
             let r = NodeResult::skipped("test", &t.name, None, why);
             progress(Event::Finished { index: next_index, total, result: &r });
@@ -381,6 +371,23 @@ pub async fn build(
         .map(ToString::to_string)
         .collect();
     Ok(BuildReport { invocation_id, results, missing_rates, elapsed_time: started.elapsed().as_secs_f64() })
+}
+
+/// Why a node must not run: `--fail-fast` stopped the build after `stopped_by`, or a model it
+/// reads (`inputs`) errored or was skipped (`because` says it with that model's name).
+fn skip_reason(
+    stopped_by: Option<&str>,
+    inputs: &[String],
+    outcome: &BTreeMap<String, Status>,
+    because: impl Fn(&str) -> String,
+) -> Option<String> {
+    if let Some(failed) = stopped_by {
+        return Some(format!("skipped: --fail-fast stopped the build after {failed} failed"));
+    }
+    inputs
+        .iter()
+        .find(|m| matches!(outcome.get(m.as_str()), Some(Status::Error | Status::Skipped)))
+        .map(|bad| because(bad))
 }
 
 /// Defines the views `names` (in order) in `ctx`, as the selection reads them without
