@@ -45,11 +45,11 @@ pub struct IngestArgs {
 
 /// What an ingest reads and how: the inputs resolved, the tools, the options.
 pub(crate) struct IngestPlan {
-    pub contract: Contract,
-    pub project: opslake_schema::Project,
     pub registry: ToolRegistry,
     pub inputs: Vec<Input>,
     pub options: IngestOptions,
+    /// The project's `max_reject_ratio`.
+    max_reject_ratio: f64,
 }
 
 /// Which files an ingest reads: the connections of the project, or `paths` (from `--path`).
@@ -60,17 +60,16 @@ pub(crate) struct Sources<'a> {
 }
 
 impl IngestPlan {
-    /// Opens the project, loads its tools and privacy policy and lists the input files.
+    /// Loads the project's tools and privacy policy and lists the input files.
     pub fn prepare(
-        project: &ProjectArgs,
+        project: &opslake_schema::Project,
+        contract: &Contract,
         sources: &Sources<'_>,
         full_refresh: bool,
         lock_ttl: Duration,
     ) -> Result<Self, CliError> {
-        let contract = Contract::embedded().map_err(CliError::from_schema)?;
-        let project = project.open()?;
         let (registry, problems) =
-            ToolRegistry::load(Some(&project.dir), &contract).map_err(|e| CliError::new(e.class(), e))?;
+            ToolRegistry::load(Some(&project.dir), contract).map_err(|e| CliError::new(e.class(), e))?;
         if !problems.is_empty() {
             let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
             return Err(CliError::user(format!("invalid tool files (run `opslake validate`):\n{text}")));
@@ -82,18 +81,18 @@ impl IngestPlan {
             return Err(CliError::user(format!("unknown tool '{tool}'; known tools: {known}")));
         }
         let inputs =
-            if sources.paths.is_empty() { connection_inputs(&project)? } else { path_inputs(&project, sources)? };
+            if sources.paths.is_empty() { connection_inputs(project)? } else { path_inputs(project, sources)? };
         if inputs.is_empty() {
             return Err(CliError::user("no input files found"));
         }
         let config_name =
             project.config_file.as_ref().map_or_else(|| "opslake.yml".into(), |f| f.display().to_string());
-        let privacy = Privacy::resolve(&project.config.personal_data, &contract, &config_name).map_err(|problems| {
+        let privacy = Privacy::resolve(&project.config.personal_data, contract, &config_name).map_err(|problems| {
             let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
             CliError::user(format!("invalid personal_data policy:\n{text}"))
         })?;
         let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy) };
-        Ok(Self { contract, project, registry, inputs, options })
+        Ok(Self { registry, inputs, options, max_reject_ratio: project.config.max_reject_ratio.value })
     }
 
     /// The data did not all land: a file failed, or more rows were rejected than allowed.
@@ -107,7 +106,7 @@ impl IngestPlan {
                 failed.len()
             )));
         }
-        let (ratio, max) = (report.reject_ratio(), self.project.config.max_reject_ratio.value);
+        let (ratio, max) = (report.reject_ratio(), self.max_reject_ratio);
         if ratio > max {
             return Err(CliError::data(format!(
                 "{:.2}% of rows were rejected, more than max_reject_ratio {:.2}%; see the _rejects table",
@@ -172,13 +171,16 @@ fn path_inputs(project: &opslake_schema::Project, sources: &Sources<'_>) -> Resu
 
 pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
     let sources = Sources { paths: &args.path, tool: args.tool.as_deref(), connection: &args.connection };
-    let plan = IngestPlan::prepare(&args.project, &sources, args.full_refresh, Duration::from_secs(args.lock_ttl))?;
-    let location = plan.project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
+    let contract = Contract::embedded().map_err(CliError::from_schema)?;
+    let project = args.project.open()?;
+    let ttl = Duration::from_secs(args.lock_ttl);
+    let plan = IngestPlan::prepare(&project, &contract, &sources, args.full_refresh, ttl)?;
+    let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
     let run = RunContext::start();
     let tools = plan.registry.tools();
     let mut progress = Progress::new(plan.inputs.len());
-    let report = ingest(&lake, &plan.contract, &tools, &plan.inputs, &run, &plan.options, &mut progress.on_event())
+    let report = ingest(&lake, &contract, &tools, &plan.inputs, &run, &plan.options, &mut progress.on_event())
         .await
         .map_err(|e| CliError::new(e.class(), e))?;
     progress.finish(&report);

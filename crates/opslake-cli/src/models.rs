@@ -93,8 +93,7 @@ async fn run(args: &ModelArgs, steps: Steps, fail_fast: bool) -> Result<(), CliE
     let ttl = std::time::Duration::from_secs(args.lock_ttl);
     let mut record = RunRecord::start(&open, command, ttl, steps.full_refresh).await?;
     let outcome = plan.execute(&open, &mut record).await.and_then(|report| ModelPlan::check(&report, command));
-    let step = if steps.models { "build" } else { "test" };
-    record.end(&open, outcome, Some(step)).await
+    record.end(&open, outcome, Some(command)).await
 }
 
 /// The pipelines compiled and what to run of them.
@@ -132,8 +131,8 @@ impl ModelPlan {
                 .map_err(|e| CliError::new(e.class(), e))
         };
         artifacts(None)?;
-        let total = self.compiled.pipelines.models.len() + self.compiled.pipelines.tests.len();
-        let bar = crate::logging::progress_bar(total, "nodes");
+        // Sized by the build's first event: only the selected nodes run.
+        let bar = crate::logging::progress_bar(0, "nodes");
         let on_event = |e: Event<'_>| print_event(e, &bar);
         let report = opslake_models::execute::build(
             &self.compiled,
@@ -148,44 +147,26 @@ impl ModelPlan {
         bar.finish_and_clear();
         artifacts(Some(&report))?;
         warn_missing_rates(&report.missing_rates);
-        let count = |s: &[Status]| report.results.iter().filter(|r| s.contains(&r.status)).count();
-        let models = |s: &[Status]| {
-            report.results.iter().filter(|r| r.resource_type == "model" && s.contains(&r.status)).count() as i64
+        let of = |kind: &str, s: &[Status]| {
+            report.results.iter().filter(|r| r.resource_type == kind && s.contains(&r.status)).count() as i64
         };
         let row = &mut record.row;
         if self.options.run_models {
-            row.models_built = Some(models(&[Status::Success]));
-            row.models_failed = Some(models(&[Status::Error, Status::Skipped]));
+            row.models_built = Some(of("model", &[Status::Success]));
+            row.models_failed = Some(of("model", &[Status::Error, Status::Skipped]));
         }
         if self.options.run_tests {
-            let tests = |s: &[Status]| {
-                report.results.iter().filter(|r| r.resource_type == "test" && s.contains(&r.status)).count() as i64
-            };
-            row.tests_passed = Some(tests(&[Status::Pass]));
-            row.tests_warned = Some(tests(&[Status::Warn]));
-            row.tests_failed = Some(tests(&[Status::Fail, Status::Error, Status::Skipped]));
+            row.tests_passed = Some(of("test", &[Status::Pass]));
+            row.tests_warned = Some(of("test", &[Status::Warn]));
+            row.tests_failed = Some(of("test", &[Status::Fail, Status::Error, Status::Skipped]));
         }
-        tracing::info!(
-            target: PROGRESS,
-            run_id = %run_id,
-            ok = count(&[Status::Success]),
-            pass = count(&[Status::Pass]),
-            warn = count(&[Status::Warn]),
-            fail = count(&[Status::Fail]),
-            error = count(&[Status::Error]),
-            skip = count(&[Status::Skipped]),
-            seconds = report.elapsed_time,
-            "build done"
-        );
+        let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
+        let (ok, pass, warn) = (count(Status::Success), count(Status::Pass), count(Status::Warn));
+        let (fail, error, skip) = (count(Status::Fail), count(Status::Error), count(Status::Skipped));
+        let seconds = report.elapsed_time;
+        tracing::info!(target: PROGRESS, run_id = %run_id, ok, pass, warn, fail, error, skip, seconds, "build done");
         say!(
-            "\nDone in {:.1}s. OK={} PASS={} WARN={} FAIL={} ERROR={} SKIP={}  ({})",
-            report.elapsed_time,
-            count(&[Status::Success]),
-            count(&[Status::Pass]),
-            count(&[Status::Warn]),
-            count(&[Status::Fail]),
-            count(&[Status::Error]),
-            count(&[Status::Skipped]),
+            "\nDone in {seconds:.1}s. OK={ok} PASS={pass} WARN={warn} FAIL={fail} ERROR={error} SKIP={skip}  ({})",
             target.join("run_results.json").display()
         );
         Ok(report)
@@ -228,8 +209,12 @@ fn load_pipelines(
 
 fn print_event(e: Event<'_>, bar: &indicatif::ProgressBar) {
     match e {
-        Event::Started { name, .. } => bar.set_message(name.to_string()),
+        Event::Started { name, total, .. } => {
+            bar.set_length(total as u64);
+            bar.set_message(name.to_string());
+        }
         Event::Finished { index, total, result: r } => {
+            bar.set_length(total as u64);
             bar.inc(1);
             let what = match (r.resource_type, &r.materialized) {
                 ("model", Some(m)) => format!("{m} model"),

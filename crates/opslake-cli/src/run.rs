@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use clap::Args;
 use opslake_lake::ingest::ingest_held;
-use opslake_models::execute::Status;
 
 use crate::exit::{DATA, MODELS};
 use crate::ingest::{IngestPlan, Progress, Sources, print_summary};
@@ -46,7 +45,7 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
     // model fails the run before it writes anything.
     let open = open_lake(&common.project, &common.lake)?;
     let sources = Sources { paths: &[], tool: None, connection: "default" };
-    let ingest = IngestPlan::prepare(&common.project, &sources, args.flags.full_refresh, ttl)?;
+    let ingest = IngestPlan::prepare(&open.project, &open.contract, &sources, args.flags.full_refresh, ttl)?;
     let steps = Steps { models: true, tests: true, full_refresh: args.flags.full_refresh, threads: args.flags.threads };
     let models = ModelPlan::prepare(&open, common, steps, args.flags.fail_fast)?;
     let publish = match open.project.publish_location() {
@@ -123,10 +122,8 @@ async fn steps_in_order(
         if publish.is_some() || !args.flags.fail_fast {
             tracing::warn!(step = "build", exit_code = MODELS, "{}", e.message());
         }
-        let models_failed = built
-            .results
-            .iter()
-            .any(|r| r.resource_type == "model" && matches!(r.status, Status::Error | Status::Skipped));
+        // `execute` counted the models that errored or were skipped into the run's row.
+        let models_failed = record.row.models_failed.is_some_and(|n| n > 0);
         failures.push((if models_failed { "build" } else { "test" }, e));
         if args.flags.fail_fast {
             return Ok(());

@@ -23,38 +23,27 @@ pub(super) fn write_exports(demo: &Demo, dir: &Path) -> Result<(), CliError> {
     departments.dedup();
     let top = "org_lumen_ops".to_string();
     let head = |department: &str| demo.staff.iter().find(|e| e.department == department).map(|e| worker_id(e.id));
-    let mut orgs = vec![vec![
-        top.clone(),
-        "false".into(),
-        SYNCED.into(),
-        String::new(),
-        "false".into(),
-        "2025-01-02 09:00:00".into(),
-        "Berlin".into(),
-        head("Executive").unwrap_or_default(),
-        "Lumen Ops".into(),
-        "SUPERVISORY_Lumen_Ops".into(),
-        top.clone(),
-        top.clone(),
-        "SUPERVISORY".into(),
-    ]];
-    for d in &departments {
-        orgs.push(vec![
-            org_id(d),
+    // The company is the top of the hierarchy, managed by the executive; each department
+    // reports to it, managed by its first person.
+    let org = |id: String, code: String, name: &str, managed_by: &str| {
+        vec![
+            id,
             "false".into(),
             SYNCED.into(),
             String::new(),
             "false".into(),
             "2025-01-02 09:00:00".into(),
             "Berlin".into(),
-            head(d).unwrap_or_default(),
-            d.to_string(),
-            format!("SUPERVISORY_{d}"),
+            head(managed_by).unwrap_or_default(),
+            name.to_string(),
+            code,
             top.clone(),
             top.clone(),
             "SUPERVISORY".into(),
-        ]);
-    }
+        ]
+    };
+    let mut orgs = vec![org(top.clone(), "SUPERVISORY_Lumen_Ops".into(), "Lumen Ops", "Executive")];
+    orgs.extend(departments.iter().map(|d| org(org_id(d), format!("SUPERVISORY_{d}"), d, d)));
     let header = [
         "id",
         "_fivetran_deleted",
