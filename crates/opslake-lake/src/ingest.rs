@@ -21,13 +21,14 @@ use opslake_sources::input::visit_inputs;
 use opslake_sources::mapping::{FileContext, RejectAction, RejectRecord, ShapeMapper};
 use opslake_sources::parse::DateOrder;
 use opslake_sources::privacy::Redactor;
+use opslake_sources::raw::RawChunk;
 use serde::Serialize;
 
 use crate::lock::LakeLock;
 use crate::manifest::{Decision, Fingerprint, Manifest, sha256_of};
 use crate::runs::{self, RUN_FILES, RUN_TABLES, RUNS, RunFileRow, RunRow, RunTableRow};
 use crate::stage::{PartWriter, Staging};
-use crate::write::{CommitPlan, Committed, commit_table, delete_file_rows, truncate_table};
+use crate::write::{CommitPlan, Committed, StagedTable, commit_table, delete_file_rows, truncate_table};
 use crate::{Error, Lake, Result, table_path};
 
 /// Name of the system table of rejects.
@@ -411,7 +412,9 @@ pub async fn ingest_held(
                 .ok_or_else(|| Error::Internal { message: format!("staged rows for unknown table {path}") })?
                 .as_ref()
         };
-        commits.push(TableCommit::from(commit_table(lake, table, &staging.table_dir(path), plan).await?));
+        let repeated = staging.repeated_keys(path);
+        let staged = StagedTable { dir: &staging.table_dir(path), repeated: repeated.as_deref() };
+        commits.push(TableCommit::from(commit_table(lake, table, staged, plan).await?));
     }
     if !options.full_refresh && !staged_files.is_empty() {
         // Tables a file fed before but not now: an append table (and `_rejects`) loses that
@@ -512,56 +515,171 @@ fn read_stream(
         shape.date_order = order;
     }
     shape.home_currency.clone_from(&input.currency);
-    let mut mapper = ShapeMapper::new(&shape, file_ctx);
-    let mut writers: BTreeMap<String, PartWriter> = BTreeMap::new();
+
+    // The reader parses on this thread and hands chunks to mapping workers, each with its own
+    // mapper and its own staged parts: CSV parsing is a fraction of the work, the mapping (casts,
+    // keys, custom_fields) and Parquet encoding the rest, and chunks are independent.
+    let workers = ingest_threads();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RawChunk>(workers * 2);
+    let rx = std::sync::Mutex::new(rx);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let staging_ref: &Staging = staging;
+    let ctx = Worker { staging: staging_ref, part, rejects_table, run, summary: &summary, rx: &rx, failed: &failed };
+    let (read, outcomes) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (shape, file_ctx, ctx) = (&shape, file_ctx.clone(), &ctx);
+                scope.spawn(move || ctx.run(w, shape, file_ctx))
+            })
+            .collect();
+        let read = (|| -> Result<()> {
+            while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(chunk) = recognised.reader.next_shaped(&shape)? else { break };
+                let rows = (chunk.batch.num_rows() + chunk.rejects.len()) as u64;
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+                progress(Event::Rows(rows));
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let outcomes: Vec<Result<Mapped>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Internal { message: format!("{name}: a mapping worker panicked") }))
+            })
+            .collect();
+        (read, outcomes)
+    });
+    let mut mapped = Vec::with_capacity(outcomes.len());
+    let mut first_error = read.err();
+    for outcome in outcomes {
+        match outcome {
+            Ok(m) => mapped.push(m),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        mapped.into_iter().flat_map(|m| m.writers.into_values()).for_each(PartWriter::discard);
+        return Err(e);
+    }
     let mut missing = BTreeSet::new();
-    let outcome = (|| -> Result<()> {
-        while let Some(chunk) = recognised.reader.next_shaped(&shape)? {
-            missing.extend(mapper.missing_columns(&chunk.batch.schema())?);
+    for m in mapped {
+        summary.rows_read += m.counts.rows_read;
+        summary.rows_written += m.counts.rows_written;
+        summary.rows_rejected += m.counts.rows_rejected;
+        summary.rows_unmapped += m.counts.rows_unmapped;
+        summary.rows_summary += m.counts.rows_summary;
+        summary.values_nulled += m.counts.values_nulled;
+        missing.extend(m.missing);
+        for (path, table) in m.tables {
+            tables.entry(path).or_insert(table);
+        }
+        for (_, w) in m.writers {
+            staging.keep(w.finish()?);
+        }
+    }
+    let stats = recognised.reader.stats();
+    summary.preamble_lines = stats.preamble_lines;
+    summary.missing_columns = missing.into_iter().collect();
+    Ok(summary)
+}
+
+/// Threads that map one file's chunks: `OPSLAKE_THREADS`, else one per core.
+fn ingest_threads() -> usize {
+    std::env::var("OPSLAKE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(std::num::NonZeroUsize::get))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// What the mapping workers of one stream share.
+struct Worker<'a> {
+    staging: &'a Staging,
+    part: usize,
+    rejects_table: &'a Table,
+    run: &'a RunContext,
+    /// The stream's summary as recognised (tool, connection, path), for reject rows.
+    summary: &'a FileSummary,
+    rx: &'a std::sync::Mutex<std::sync::mpsc::Receiver<RawChunk>>,
+    /// Set by a worker that failed, so the reader stops.
+    failed: &'a std::sync::atomic::AtomicBool,
+}
+
+/// One worker's share of a stream.
+#[derive(Default)]
+struct Mapped {
+    counts: FileSummary,
+    missing: BTreeSet<String>,
+    tables: Vec<(String, Arc<Table>)>,
+    writers: BTreeMap<String, PartWriter>,
+}
+
+impl Worker<'_> {
+    fn run(&self, worker: usize, shape: &opslake_sources::Shape, file_ctx: FileContext) -> Result<Mapped> {
+        let mut out = Mapped::default();
+        let result = self.map_all(worker, shape, file_ctx, &mut out);
+        if result.is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            std::mem::take(&mut out.writers).into_values().for_each(PartWriter::discard);
+        }
+        result.map(|()| out)
+    }
+
+    fn map_all(
+        &self,
+        worker: usize,
+        shape: &opslake_sources::Shape,
+        file_ctx: FileContext,
+        out: &mut Mapped,
+    ) -> Result<()> {
+        let mut mapper = ShapeMapper::new(shape, file_ctx);
+        let part = format!("{:06}-{worker:02}", self.part);
+        loop {
+            // The lock is held only to take the next chunk, never while mapping.
+            let next =
+                self.rx.lock().map_err(|_| Error::Internal { message: "a mapping worker panicked".into() })?.recv();
+            let Ok(chunk) = next else { return Ok(()) };
+            out.missing.extend(mapper.missing_columns(&chunk.batch.schema())?);
             let result = mapper.map_chunk(&chunk)?;
-            summary.rows_read += result.rows_read;
-            summary.rows_written += result.rows_written;
-            summary.rows_rejected += result.rows_rejected;
-            summary.rows_unmapped += result.rows_unmapped;
-            summary.rows_summary += result.rows_summary;
-            summary.values_nulled += result.rejects.iter().filter(|r| r.action == RejectAction::Nulled).count() as u64;
+            let c = &mut out.counts;
+            c.rows_read += result.rows_read;
+            c.rows_written += result.rows_written;
+            c.rows_rejected += result.rows_rejected;
+            c.rows_unmapped += result.rows_unmapped;
+            c.rows_summary += result.rows_summary;
+            c.values_nulled += result.rejects.iter().filter(|r| r.action == RejectAction::Nulled).count() as u64;
             for (table, batch) in &result.batches {
-                let path = table_path(&table.id);
                 if batch.num_rows() == 0 {
                     continue;
                 }
-                if !writers.contains_key(&path) {
-                    writers.insert(path.clone(), staging.part_writer(&path, part, table.arrow_schema())?);
-                    tables.entry(path.clone()).or_insert_with(|| Arc::clone(table));
+                let path = table_path(&table.id);
+                if !out.writers.contains_key(&path) {
+                    let writer = self.staging.part_writer(&path, &part, table.arrow_schema())?;
+                    out.writers.insert(path.clone(), writer);
+                    out.tables.push((path.clone(), Arc::clone(table)));
                 }
-                writers.get_mut(&path).expect("inserted above").write(batch)?;
+                out.writers.get_mut(&path).expect("inserted above").write(batch)?;
+                if table.write_mode != WriteMode::Append {
+                    let key = match table.unique_key.as_slice() {
+                        [k] => batch.column_by_name(k).and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+                        _ => None,
+                    };
+                    self.staging.track_keys(&path, key);
+                }
             }
             if !result.rejects.is_empty() {
-                let batch = rejects_batch(rejects_table, &result.rejects, &summary, run)?;
-                if !writers.contains_key(REJECTS) {
-                    writers
-                        .insert(REJECTS.to_string(), staging.part_writer(REJECTS, part, rejects_table.arrow_schema())?);
+                let batch = rejects_batch(self.rejects_table, &result.rejects, self.summary, self.run)?;
+                if !out.writers.contains_key(REJECTS) {
+                    let writer = self.staging.part_writer(REJECTS, &part, self.rejects_table.arrow_schema())?;
+                    out.writers.insert(REJECTS.to_string(), writer);
                 }
-                writers.get_mut(REJECTS).expect("inserted above").write(&batch)?;
+                out.writers.get_mut(REJECTS).expect("inserted above").write(&batch)?;
             }
-            progress(Event::Rows(result.rows_read));
-        }
-        Ok(())
-    })();
-    match outcome {
-        Ok(()) => {
-            for (_, w) in writers {
-                let finished = w.finish()?;
-                staging.keep(finished);
-            }
-            let stats = recognised.reader.stats();
-            summary.preamble_lines = stats.preamble_lines;
-            summary.missing_columns = missing.into_iter().collect();
-            Ok(summary)
-        }
-        Err(e) => {
-            writers.into_values().for_each(PartWriter::discard);
-            Err(e)
         }
     }
 }

@@ -2,14 +2,16 @@
 //! run holds at most a batch per table in memory and a failed file is dropped by deleting its
 //! parts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::{Error, Result};
 
@@ -17,6 +19,21 @@ use crate::{Error, Result};
 pub struct Staging {
     dir: tempfile::TempDir,
     tables: BTreeSet<String>,
+    keys: Mutex<BTreeMap<String, StagedKeys>>,
+}
+
+/// The unique keys staged for one table, so that a commit knows which keys came more than once
+/// and deduplicates only those (a first load of distinct records skips the sort entirely).
+#[derive(Default)]
+struct StagedKeys {
+    hasher: RandomState,
+    /// Hashes of every key seen: 8 bytes a row, where the keys themselves would be 40 or more.
+    seen: HashSet<u64>,
+    /// Keys whose hash was seen before: every key staged twice is here (and, rarely, a key
+    /// that only shares a hash, which deduplicating leaves as it is).
+    repeated: BTreeSet<String>,
+    /// Rows were staged whose key was not tracked: every key may repeat.
+    unknown: bool,
 }
 
 impl Staging {
@@ -26,7 +43,33 @@ impl Staging {
             .prefix("opslake-stage-")
             .tempdir()
             .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-        Ok(Self { dir, tables: BTreeSet::new() })
+        Ok(Self { dir, tables: BTreeSet::new(), keys: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Notes the unique keys of rows staged for `table`: `None` when the key is not a single
+    /// text column, which makes every key of the table possibly repeated.
+    pub fn track_keys(&self, table: &str, keys: Option<&StringArray>) {
+        let mut all = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let staged = all.entry(table.to_string()).or_default();
+        let Some(keys) = keys else {
+            staged.unknown = true;
+            return;
+        };
+        staged.seen.reserve(keys.len());
+        for i in 0..keys.len() {
+            let key = if keys.is_null(i) { "" } else { keys.value(i) };
+            if !staged.seen.insert(staged.hasher.hash_one(key)) {
+                staged.repeated.insert(key.to_string());
+            }
+        }
+    }
+
+    /// Keys staged more than once for `table` (a superset: parts of failed files count too);
+    /// `None` when that is not known.
+    pub fn repeated_keys(&self, table: &str) -> Option<Vec<String>> {
+        let all = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let staged = all.get(table)?;
+        (!staged.unknown).then(|| staged.repeated.iter().cloned().collect())
     }
 
     /// The directory holding `table`'s parts.
@@ -39,15 +82,20 @@ impl Staging {
         self.tables.iter().map(String::as_str)
     }
 
-    /// A writer for one file's rows of `table`, named after the file's position in the run.
-    pub fn part_writer(&self, table: &str, part: usize, schema: arrow::datatypes::SchemaRef) -> Result<PartWriter> {
+    /// A writer for one file's rows of `table`, named after the file's position in the run
+    /// (and the worker, when several map the file).
+    pub fn part_writer(&self, table: &str, part: &str, schema: arrow::datatypes::SchemaRef) -> Result<PartWriter> {
         let dir = self.table_dir(table);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let path = dir.join(format!("part-{part:06}.parquet"));
+        let path = dir.join(format!("part-{part}.parquet"));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        // Staging is read once, locally: fast compression beats small files.
+        // Staging is read once, locally and whole: fast compression beats small files, and
+        // neither statistics (no reader prunes) nor dictionaries (snappy catches the repeats)
+        // pay for the string comparisons and hashing they cost per value.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
             .set_max_row_group_row_count(Some(64 * 1024))
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))

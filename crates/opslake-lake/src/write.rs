@@ -94,20 +94,42 @@ fn df_err(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusi
     move |source| Error::DataFusion { context, source }
 }
 
+/// One table's staged rows.
+#[derive(Debug, Clone, Copy)]
+pub struct StagedTable<'a> {
+    /// The directory of its Parquet parts.
+    pub dir: &'a Path,
+    /// Keys staged more than once (see `Staging::repeated_keys`); `None` when not known, which
+    /// deduplicates every key.
+    pub repeated: Option<&'a [String]>,
+}
+
 /// Commits the staged parts of `table` in the table's write mode (see [`CommitPlan`]).
-pub async fn commit_table(lake: &Lake, table: &Table, parts_dir: &Path, plan: CommitPlan<'_>) -> Result<Committed> {
+pub async fn commit_table(
+    lake: &Lake,
+    table: &Table,
+    staged: StagedTable<'_>,
+    plan: CommitPlan<'_>,
+) -> Result<Committed> {
+    let parts_dir = staged.dir;
     with_memory_retries(|memory| async move {
         let name = table.id.to_string();
         let ctx = staged_session(&name, parts_dir, memory).await?;
         let delta = open_table(lake, table).await?;
         let fresh = plan.full_refresh || delta.version().is_none();
+        let distinct = staged.repeated.is_some_and(<[String]>::is_empty);
         match (table.write_mode, fresh) {
+            // A first load where every key came once: each row is its key's only version.
+            (WriteMode::History, true) if distinct => {
+                let df = ctx.table("staged").await.map_err(df_err(&name))?;
+                overwrite(&ctx, delta, table, df, plan.full_refresh).await.map(|c| Committed { mode: "history", ..c })
+            }
             (WriteMode::History, _) => history(&ctx, delta, table, parts_dir, plan.full_refresh).await,
             (WriteMode::Merge, true) => {
-                let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
+                let df = deduplicated(&ctx, table, staged.repeated).await?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await
             }
-            (WriteMode::Merge, false) => merge(&ctx, delta, table, plan).await,
+            (WriteMode::Merge, false) => merge(&ctx, delta, table, staged.repeated, plan).await,
             (WriteMode::Append, true) => {
                 let df = ctx.table("staged").await.map_err(df_err(&name))?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await
@@ -176,17 +198,36 @@ fn sql_list(values: &[String]) -> String {
     values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
 }
 
-/// One row per key: the latest `source_updated_at` wins, ties go to the later file and row.
-fn dedupe_sql(table: &Table) -> String {
-    let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+/// The staged rows, one per key: the latest `source_updated_at` wins, ties go to the later file
+/// and row. Only the `repeated` keys are sorted; the rows of every other key pass as they are.
+async fn deduplicated(ctx: &SessionContext, table: &Table, repeated: Option<&[String]>) -> Result<DataFrame> {
+    let name = table.id.to_string();
+    let cols = table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
     let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
     let file = &table.envelope(EnvelopeRole::SourceFile).name;
     let row = &table.envelope(EnvelopeRole::SourceRow).name;
     let key = table.unique_key.join(", ");
-    format!(
-        "SELECT {} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {updated} DESC NULLS LAST, {file} DESC, {row} DESC) AS __rank FROM staged) WHERE __rank = 1",
-        cols.join(", ")
-    )
+    let ranked = |from: &str| {
+        format!(
+            "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {updated} DESC NULLS LAST, \
+             {file} DESC, {row} DESC) AS __rank FROM {from}) WHERE __rank = 1"
+        )
+    };
+    let sql = match (repeated, table.unique_key.as_slice()) {
+        (Some([]), _) => return ctx.table("staged").await.map_err(df_err(name)),
+        (Some(keys), [k]) => {
+            let list = Arc::new(arrow::array::StringArray::from_iter_values(keys.iter()));
+            let batch = arrow::array::RecordBatch::try_from_iter([("__key", list as arrow::array::ArrayRef)])
+                .map_err(|e| Error::Internal { message: format!("{name}: repeated keys: {e}") })?;
+            ctx.register_batch("repeated_keys", batch).map_err(df_err(format!("{name}: repeated keys")))?;
+            format!(
+                "SELECT {cols} FROM staged WHERE {k} NOT IN (SELECT __key FROM repeated_keys) UNION ALL {}",
+                ranked(&format!("(SELECT * FROM staged WHERE {k} IN (SELECT __key FROM repeated_keys))"))
+            )
+        }
+        _ => ranked("staged"),
+    };
+    ctx.sql(&sql).await.map_err(df_err(format!("{name}: deduplicating")))
 }
 
 /// Staged rows above which a merge joins by sorting (and spilling) instead of hashing: the
@@ -201,7 +242,13 @@ fn sort_merge_rows() -> u64 {
 
 /// Merge by key. A staged row replaces the lake's row with the same key unless the lake's is
 /// known to be newer; rows that came from a reloaded file and are no longer in it are deleted.
-async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: CommitPlan<'_>) -> Result<Committed> {
+async fn merge(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    table: &Table,
+    repeated: Option<&[String]>,
+    plan: CommitPlan<'_>,
+) -> Result<Committed> {
     let name = table.id.to_string();
     let cols: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let updated = &table.envelope(EnvelopeRole::SourceUpdatedAt).name;
@@ -209,7 +256,7 @@ async fn merge(ctx: &SessionContext, delta: DeltaTable, table: &Table, plan: Com
     if staged > sort_merge_rows() {
         ctx.state_ref().write().config_mut().options_mut().optimizer.prefer_hash_join = false;
     }
-    let df = ctx.sql(&dedupe_sql(table)).await.map_err(df_err(format!("{name}: deduplicating")))?;
+    let df = deduplicated(ctx, table, repeated).await?;
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
     let newer = format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");

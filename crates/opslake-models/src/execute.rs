@@ -251,20 +251,6 @@ pub async fn build(
         .map_err(|message| Error::Selector { message })?;
     let (ctx, missing_rates) = session_with_rates(lake, contract, &options.udf).await?;
     let models: Vec<String> = if options.run_models { project.dag.order(&selected) } else { Vec::new() };
-    let tests: Vec<&DataTest> = if options.run_tests {
-        let no_selection = options.select.iter().all(|s| s.trim().is_empty()) && options.exclude.is_empty();
-        project
-            .pipelines
-            .tests
-            .iter()
-            .filter(|t| {
-                let refs = project.test_refs.get(&t.name).map(Vec::as_slice).unwrap_or_default();
-                no_selection || refs.iter().any(|r| selected.contains(r))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     // Views the selection reads but does not rebuild live only in sessions: define them.
     let unselected_views: BTreeSet<String> = project
         .pipelines
@@ -275,6 +261,26 @@ pub async fn build(
         .collect();
     let unselected_views = project.dag.order(&unselected_views);
     define_views(project, &ctx, &unselected_views, &options.target_dir).await;
+
+    // A test runs when the selection touches one of the models it reads and every model it
+    // reads is either selected or already there (a table of an earlier build, a view defined
+    // above): dbt's "buildable" indirect selection, so a partial build never runs a test
+    // against a model that does not exist.
+    let tests: Vec<&DataTest> = if options.run_tests {
+        let no_selection = options.select.iter().all(|s| s.trim().is_empty()) && options.exclude.is_empty();
+        project
+            .pipelines
+            .tests
+            .iter()
+            .filter(|t| {
+                let refs = project.test_refs.get(&t.name).map(Vec::as_slice).unwrap_or_default();
+                let available = |r: &String| selected.contains(r) || ctx.table_exist(r.as_str()).unwrap_or(false);
+                no_selection || (refs.iter().any(|r| selected.contains(r)) && refs.iter().all(available))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     // A model waits for the selected models upstream of it, also those it reaches through
     // models left out of the selection (a view between two selected tables).

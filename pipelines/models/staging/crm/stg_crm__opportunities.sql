@@ -4,6 +4,7 @@ select
     source_system,
     name,
     stage_category,
+    organization_key,
     amount,
     currency,
     close_date

@@ -3,8 +3,13 @@ select
     payment_key,
     source_system,
     payment_type,
+    customer_key,
     amount,
     currency,
+    amount_refunded,
+    settlement_amount,
+    settlement_amount_refunded,
+    settlement_currency,
     paid_at
 from {{ source('finance', 'payments') }}
 where not is_deleted and paid_at is not null

@@ -1,0 +1,64 @@
+{{ config(materialized='table', tags=['finance', 'sales']) }}
+-- Per month and country, in the reporting currency: what sales won next to what finance
+-- collected. Bookings are won deals by close month, placed in the billing country of the
+-- deal's organization; cash is payments less refunds by payment month, placed in the country
+-- of the CRM person whose email paid. A deal or payment nobody can place counts under
+-- 'Unknown'; one with no exchange rate counts in amounts_without_rate: neither is dropped.
+-- The performance benchmark runs this model (docs/performance.md).
+with won as (
+    select
+        cast(date_trunc('month', o.close_date) as date) as month,
+        coalesce(a.billing_country, 'Unknown') as country,
+        fx_convert(o.amount, o.currency, '{{ var("reporting_currency") }}', o.close_date) as converted,
+        o.amount
+    from {{ ref('stg_crm__opportunities') }} o
+    left join {{ source('crm', 'organizations') }} a on a.organization_key = o.organization_key and not a.is_deleted
+    where o.stage_category = 'WON' and o.close_date is not null
+),
+-- One country per email: when several CRM records share an email, the latest that has one.
+countries as (
+    select email, first_value(country order by source_updated_at desc nulls last, person_key) as country
+    from {{ source('crm', 'people') }}
+    where not is_deleted and email is not null and country is not null
+    group by email
+),
+collected as (
+    select
+        cast(date_trunc('month', p.paid_at) as date) as month,
+        coalesce(c.country, 'Unknown') as country,
+        -- The settlement side where the tool has one (Stripe's Converted Amount): the money as
+        -- it reached the account, at the processor's rate.
+        case when p.settlement_amount is not null
+            then fx_convert(p.settlement_amount - coalesce(p.settlement_amount_refunded, 0), p.settlement_currency,
+                            '{{ var("reporting_currency") }}', cast(p.paid_at as date))
+            else fx_convert(p.amount - coalesce(p.amount_refunded, 0), p.currency,
+                            '{{ var("reporting_currency") }}', cast(p.paid_at as date)) end as converted
+    from {{ ref('stg_finance__payments') }} p
+    left join {{ source('finance', 'customers') }} cu on cu.customer_key = p.customer_key and not cu.is_deleted
+    left join countries c on c.email = cu.email
+    where p.payment_type = 'PAYMENT'
+),
+bookings as (
+    select month, country, sum(converted) as bookings, count(*) as won_deals,
+           count(case when converted is null and amount is not null then 1 end) as without_rate
+    from won
+    group by month, country
+),
+cash as (
+    select month, country, sum(converted) as cash, count(*) as payments,
+           count(case when converted is null then 1 end) as without_rate
+    from collected
+    group by month, country
+)
+select
+    coalesce(b.month, c.month) as month,
+    coalesce(b.country, c.country) as country,
+    '{{ var("reporting_currency") }}' as currency,
+    cast(coalesce(b.bookings, 0) as decimal(18, 2)) as bookings,
+    coalesce(b.won_deals, 0) as won_deals,
+    cast(coalesce(c.cash, 0) as decimal(18, 2)) as cash_collected,
+    coalesce(c.payments, 0) as payments,
+    coalesce(b.without_rate, 0) + coalesce(c.without_rate, 0) as amounts_without_rate
+from bookings b
+full outer join cash c on c.month = b.month and c.country = b.country
+order by month, country
