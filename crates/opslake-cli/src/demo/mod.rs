@@ -462,6 +462,10 @@ const PIPELINES: &[(&str, &str)] = &[
         include_str!("../../../../pipelines/models/marts/finance/fct_pipeline_bookings_cash.sql"),
     ),
     (
+        "models/marts/finance/fct_cross_dept_monthly.sql",
+        include_str!("../../../../pipelines/models/marts/finance/fct_cross_dept_monthly.sql"),
+    ),
+    (
         "models/marts/customer/_customer__models.yml",
         include_str!("../../../../pipelines/models/marts/customer/_customer__models.yml"),
     ),
@@ -480,6 +484,10 @@ const PIPELINES: &[(&str, &str)] = &[
     (
         "tests/assert_bookings_match_won_deals.sql",
         include_str!("../../../../pipelines/tests/assert_bookings_match_won_deals.sql"),
+    ),
+    (
+        "tests/assert_cross_dept_one_row_per_month_country.sql",
+        include_str!("../../../../pipelines/tests/assert_cross_dept_one_row_per_month_country.sql"),
     ),
 ];
 
