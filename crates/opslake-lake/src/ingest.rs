@@ -523,8 +523,7 @@ fn read_stream(
     let (tx, rx) = std::sync::mpsc::sync_channel::<RawChunk>(workers * 2);
     let rx = std::sync::Mutex::new(rx);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let staging_ref: &Staging = staging;
-    let ctx = Worker { staging: staging_ref, part, rejects_table, run, summary: &summary, rx: &rx, failed: &failed };
+    let ctx = Worker { staging: &*staging, part, rejects_table, run, summary: &summary, rx: &rx, failed: &failed };
     let (read, outcomes) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
