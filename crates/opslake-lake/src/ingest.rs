@@ -413,7 +413,8 @@ pub async fn ingest_held(
                 .as_ref()
         };
         let repeated = staging.repeated_keys(path);
-        let staged = StagedTable { dir: &staging.table_dir(path), repeated: repeated.as_deref() };
+        let staged =
+            StagedTable { dir: &staging.table_dir(path), repeated: repeated.as_deref(), rows: staging.rows(path) };
         commits.push(TableCommit::from(commit_table(lake, table, staged, plan).await?));
     }
     if !options.full_refresh && !staged_files.is_empty() {

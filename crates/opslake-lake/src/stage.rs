@@ -10,15 +10,14 @@ use std::sync::Mutex;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::{Error, Result};
 
 /// Staged Parquet parts per table for one run, in a temporary directory removed on drop.
 pub struct Staging {
     dir: tempfile::TempDir,
-    tables: BTreeSet<String>,
+    /// Rows kept per table.
+    tables: BTreeMap<String, u64>,
     keys: Mutex<BTreeMap<String, StagedKeys>>,
 }
 
@@ -43,7 +42,7 @@ impl Staging {
             .prefix("opslake-stage-")
             .tempdir()
             .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-        Ok(Self { dir, tables: BTreeSet::new(), keys: Mutex::new(BTreeMap::new()) })
+        Ok(Self { dir, tables: BTreeMap::new(), keys: Mutex::new(BTreeMap::new()) })
     }
 
     /// Notes the unique keys of rows staged for `table`: `None` when the key is not a single
@@ -79,7 +78,12 @@ impl Staging {
 
     /// Tables with at least one part.
     pub fn tables(&self) -> impl Iterator<Item = &str> {
-        self.tables.iter().map(String::as_str)
+        self.tables.keys().map(String::as_str)
+    }
+
+    /// Rows in the kept parts of `table`.
+    pub fn rows(&self, table: &str) -> u64 {
+        self.tables.get(table).copied().unwrap_or_default()
     }
 
     /// A writer for one file's rows of `table`, named after the file's position in the run
@@ -89,23 +93,17 @@ impl Staging {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         let path = dir.join(format!("part-{part}.parquet"));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        // Staging is read once, locally and whole: fast compression beats small files, and
-        // neither statistics (no reader prunes) nor dictionaries (snappy catches the repeats)
-        // pay for the string comparisons and hashing they cost per value.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_dictionary_enabled(false)
-            .set_statistics_enabled(EnabledStatistics::None)
-            .set_max_row_group_row_count(Some(64 * 1024))
-            .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props))
+        // Parts are written as the lake's data files are: a first load whose rows go in as
+        // staged adopts the parts as they are (`write::commit_table`) instead of encoding
+        // every row a second time.
+        let writer = ArrowWriter::try_new(file, schema, Some(crate::write::writer_properties()))
             .map_err(|source| Error::Parquet { table: table.to_string(), source })?;
         Ok(PartWriter { table: table.to_string(), path, writer, rows: 0 })
     }
 
     /// Keeps a finished part for commit: its table is committed from its directory.
     pub fn keep(&mut self, part: FinishedPart) {
-        self.tables.insert(part.table);
+        *self.tables.entry(part.table).or_default() += part.rows;
     }
 }
 

@@ -66,9 +66,10 @@ fn session(memory: usize) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Parquet settings of the lake's data files: zstd, statistics on, row groups small enough to
-/// keep the writer's buffer bounded.
-fn writer_properties() -> WriterProperties {
+/// Parquet settings of the lake's data files (and of staged parts, which a first load adopts
+/// as they are): zstd, statistics on, row groups small enough to keep the writer's buffer
+/// bounded.
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(128 * 1024))
@@ -102,6 +103,8 @@ pub struct StagedTable<'a> {
     /// Keys staged more than once (see `Staging::repeated_keys`); `None` when not known, which
     /// deduplicates every key.
     pub repeated: Option<&'a [String]>,
+    /// Rows in the parts.
+    pub rows: u64,
 }
 
 /// Commits the staged parts of `table` in the table's write mode (see [`CommitPlan`]).
@@ -112,12 +115,17 @@ pub async fn commit_table(
     plan: CommitPlan<'_>,
 ) -> Result<Committed> {
     let parts_dir = staged.dir;
+    let distinct = staged.repeated.is_some_and(<[String]>::is_empty);
+    if (distinct || table.write_mode == WriteMode::Append)
+        && let Some(adopted) = adopt(lake, table, staged, plan.full_refresh).await?
+    {
+        return Ok(adopted);
+    }
     with_memory_retries(|memory| async move {
         let name = table.id.to_string();
         let ctx = staged_session(&name, parts_dir, memory).await?;
         let delta = open_table(lake, table).await?;
         let fresh = plan.full_refresh || delta.version().is_none();
-        let distinct = staged.repeated.is_some_and(<[String]>::is_empty);
         match (table.write_mode, fresh) {
             // A first load where every key came once: each row is its key's only version.
             (WriteMode::History, true) if distinct => {
@@ -138,6 +146,76 @@ pub async fn commit_table(
         }
     })
     .await
+}
+
+/// The first commit of a table whose staged rows go in as they are (appended, or every key
+/// came once): the staged parts, written with the lake's settings, become its data files and
+/// version 0 is made from their footers (schema, row counts, statistics), so no row is decoded
+/// or encoded again. `None` when the table exists, or when its directory already holds files
+/// (a failed attempt's leftovers, which adopting would take in): the regular write does those.
+async fn adopt(lake: &Lake, table: &Table, staged: StagedTable<'_>, full_refresh: bool) -> Result<Option<Committed>> {
+    use futures::StreamExt;
+    let name = table.id.to_string();
+    let delta = open_table(lake, table).await?;
+    let prefix = object_store::path::Path::from(crate::table_path(&table.id));
+    if delta.version().is_some() || lake.store().list(Some(&prefix)).next().await.is_some() {
+        return Ok(None);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(staged.dir).map_err(io(staged.dir))? {
+        let path = entry.map_err(io(staged.dir))?.path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            parts.push(path);
+        }
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts.sort();
+    for part in &parts {
+        let stem = part.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // Unique names: a later commit's files never collide with these.
+        let file = format!("{stem}-{}.zstd.parquet", uuid::Uuid::now_v7().simple());
+        place(lake, part, &prefix.clone().join(file.as_str())).await?;
+    }
+    let adopted = deltalake::operations::convert_to_delta::ConvertToDeltaBuilder::new()
+        .with_log_store(delta.log_store())
+        .await
+        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
+    committed(name, label, staged.rows, &adopted).map(Some)
+}
+
+/// Moves a local file into the lake at `dest`: renamed on the same local disk, else copied or
+/// uploaded in parts.
+async fn place(lake: &Lake, file: &Path, dest: &object_store::path::Path) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if lake.url().scheme() == "file"
+        && let Ok(root) = lake.url().to_file_path()
+    {
+        let target = dest.parts().fold(root, |p, part| p.join(part.as_ref()));
+        if std::fs::rename(file, &target).is_ok() {
+            return Ok(());
+        }
+    }
+    let store_err = |source| Error::Store { context: format!("writing {dest}"), source };
+    let mut from =
+        tokio::fs::File::open(file).await.map_err(|source| Error::Io { path: file.to_path_buf(), source })?;
+    let mut to = object_store::buffered::BufWriter::new(Arc::clone(lake.store()), dest.clone());
+    let copied = async {
+        tokio::io::copy(&mut from, &mut to).await?;
+        to.shutdown().await
+    }
+    .await;
+    if let Err(source) = copied {
+        let _ = to.abort().await;
+        return Err(store_err(object_store::Error::Generic { store: "lake", source: Box::new(source) }));
+    }
+    Ok(())
 }
 
 /// Empties a table that a full refresh found no rows for.

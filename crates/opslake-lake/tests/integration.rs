@@ -761,6 +761,47 @@ mod reruns {
 
     const HEADER: &str = "Record ID - Contact,First Name,Last Name,Email,Lifecycle Stage\n";
 
+    /// The operation of a table's first commit, from its Delta log.
+    fn first_operation(table_dir: &Path) -> String {
+        let log = std::fs::read_to_string(table_dir.join("_delta_log/00000000000000000000.json")).expect("version 0");
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|a| a["commitInfo"]["operation"].as_str().map(str::to_string))
+            .expect("commitInfo")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_first_load_adopts_its_staged_parts_but_never_a_failed_attempts_leftovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("contacts.csv");
+        std::fs::write(
+            &file,
+            format!("{HEADER}1,Ada,Lovelace,ada@example.com,lead\n2,Alan,Turing,alan@example.com,lead\n"),
+        )
+        .expect("write");
+        let inputs = [input(file.clone(), Some("hubspot"))];
+        // Every key came once: the staged part becomes the table's data file, no write.
+        let adopted = dir.path().join("adopted");
+        let report = run_ingest(&adopted, &inputs, None).await;
+        let people = report.tables.iter().find(|t| t.table == "crm.people").expect("crm.people committed");
+        assert_eq!((people.mode.as_str(), people.rows, people.version), ("merge", 2, Some(0)));
+        assert_eq!(first_operation(&adopted.join("crm/people")), "CREATE TABLE");
+        // A lake whose table directory holds a file but no log (a crash after writing data):
+        // the file is not taken in, the rows are written as usual, and both lakes are equal.
+        let crashed = dir.path().join("crashed");
+        std::fs::create_dir_all(crashed.join("crm/people")).expect("mkdir");
+        let data = std::fs::read_dir(adopted.join("crm/people"))
+            .expect("table dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .expect("a data file");
+        std::fs::copy(&data, crashed.join("crm/people/part-leftover.parquet")).expect("copy");
+        run_ingest(&crashed, &inputs, None).await;
+        assert_eq!(first_operation(&crashed.join("crm/people")), "WRITE");
+        assert_eq!(count(&crashed, "crm.people").await, 2);
+        assert_eq!(content(&crashed).await, content(&adopted).await);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_changed_file_replaces_the_rows_it_gave() {
         let dir = tempfile::tempdir().expect("tempdir");
