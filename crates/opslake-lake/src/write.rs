@@ -116,15 +116,18 @@ pub async fn commit_table(
 ) -> Result<Committed> {
     let parts_dir = staged.dir;
     let distinct = staged.repeated.is_some_and(<[String]>::is_empty);
+    // Opened once: a failed attempt commits nothing, so every retry starts from this version.
+    let opened = open_table(lake, table).await?;
     if (distinct || table.write_mode == WriteMode::Append)
-        && let Some(adopted) = adopt(lake, table, staged, plan.full_refresh).await?
+        && let Some(adopted) = adopt(lake, table, &opened, staged, plan.full_refresh).await?
     {
         return Ok(adopted);
     }
+    let opened = &opened;
     with_memory_retries(|memory| async move {
         let name = table.id.to_string();
         let ctx = staged_session(&name, parts_dir, memory).await?;
-        let delta = open_table(lake, table).await?;
+        let delta = opened.clone();
         let fresh = plan.full_refresh || delta.version().is_none();
         match (table.write_mode, fresh) {
             // A first load where every key came once: each row is its key's only version.
@@ -153,10 +156,15 @@ pub async fn commit_table(
 /// version 0 is made from their footers (schema, row counts, statistics), so no row is decoded
 /// or encoded again. `None` when the table exists, or when its directory already holds files
 /// (a failed attempt's leftovers, which adopting would take in): the regular write does those.
-async fn adopt(lake: &Lake, table: &Table, staged: StagedTable<'_>, full_refresh: bool) -> Result<Option<Committed>> {
+async fn adopt(
+    lake: &Lake,
+    table: &Table,
+    delta: &DeltaTable,
+    staged: StagedTable<'_>,
+    full_refresh: bool,
+) -> Result<Option<Committed>> {
     use futures::StreamExt;
     let name = table.id.to_string();
-    let delta = open_table(lake, table).await?;
     let prefix = object_store::path::Path::from(crate::table_path(&table.id));
     if delta.version().is_some() || lake.store().list(Some(&prefix)).next().await.is_some() {
         return Ok(None);
@@ -186,8 +194,7 @@ async fn adopt(lake: &Lake, table: &Table, staged: StagedTable<'_>, full_refresh
         .with_log_store(delta.log_store())
         .await
         .map_err(|source| Error::Delta { table: name.clone(), source })?;
-    let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
-    committed(name, label, staged.rows, &adopted).map(Some)
+    committed(name, commit_label(table, full_refresh), staged.rows, &adopted).map(Some)
 }
 
 /// Moves a local file into the lake at `dest`: renamed on the same local disk, else copied or
@@ -379,7 +386,7 @@ async fn overwrite(
     let mode = if full_refresh { SaveMode::Overwrite } else { SaveMode::Append };
     let written =
         write_from(delta, &df, ctx, mode).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
-    let label = if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) };
+    let label = commit_label(table, full_refresh);
     // The commit's own count: counting `df` first would run its plan (a dedupe sort) twice.
     let rows = added_rows(&written).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
     committed(name, label, rows, &written)
@@ -394,6 +401,12 @@ async fn added_rows(table: &DeltaTable) -> std::result::Result<u64, deltalake::D
         .and_then(|c| c.info.remove("operationMetrics"))
         .and_then(|m| m.get("num_added_rows").and_then(serde_json::Value::as_u64));
     rows.ok_or_else(|| deltalake::DeltaTableError::Generic("the commit has no num_added_rows metric".into()))
+}
+
+/// How a commit that writes a table's whole content is reported: a full refresh overwrites,
+/// a first load is named after the table's write mode.
+fn commit_label(table: &Table, full_refresh: bool) -> &'static str {
+    if full_refresh { "overwrite" } else { write_mode_label(table.write_mode) }
 }
 
 fn write_mode_label(mode: WriteMode) -> &'static str {
