@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -26,13 +26,49 @@ pub struct Staging {
 #[derive(Default)]
 struct StagedKeys {
     hasher: RandomState,
-    /// Hashes of every key seen: 8 bytes a row, where the keys themselves would be 40 or more.
-    seen: HashSet<u64>,
+    /// A 64-bit digest of every key seen: 8 bytes a row, where the keys themselves would be 32
+    /// or more. The digests are already uniform, so the set does not hash them again.
+    seen: HashSet<u64, BuildHasherDefault<Identity>>,
     /// Keys whose hash was seen before: every key staged twice is here (and, rarely, a key
     /// that only shares a hash, which deduplicating leaves as it is).
     repeated: BTreeSet<String>,
     /// Rows were staged whose key was not tracked: every key may repeat.
     unknown: bool,
+}
+
+impl StagedKeys {
+    /// A key's 64-bit digest: the leading 16 hex digits of a canonical key, which is SHA-256
+    /// already (`stable_key`: 32 lower-case hex digits), and a keyed hash of any other key.
+    fn digest(&self, key: &str) -> u64 {
+        let b = key.as_bytes();
+        if b.len() == 32 && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return b[..16]
+                .iter()
+                .fold(0, |d, &c| d << 4 | u64::from(if c <= b'9' { c - b'0' } else { c - b'a' + 10 }));
+        }
+        self.hasher.hash_one(key)
+    }
+}
+
+/// The identity hash, for sets of values that are digests already.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 digests go in (`write_u64`); anything else is folded in byte by byte.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Staging {
@@ -57,7 +93,7 @@ impl Staging {
         staged.seen.reserve(keys.len());
         for i in 0..keys.len() {
             let key = if keys.is_null(i) { "" } else { keys.value(i) };
-            if !staged.seen.insert(staged.hasher.hash_one(key)) {
+            if !staged.seen.insert(staged.digest(key)) {
                 staged.repeated.insert(key.to_string());
             }
         }
@@ -140,5 +176,30 @@ impl PartWriter {
         let path = self.path.clone();
         drop(self.writer);
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_keys_are_found_among_canonical_and_other_keys() {
+        let staging = Staging::new().expect("staging");
+        let a = opslake_sources::parse::stable_key(["stripe", "s", "ch_1"]);
+        let b = opslake_sources::parse::stable_key(["stripe", "s", "ch_2"]);
+        // A canonical key's digest is its own leading 64 bits.
+        let keys = StagedKeys::default();
+        assert_eq!(keys.digest(&a), u64::from_str_radix(&a[..16], 16).expect("hex"));
+        // Keys that only look canonical (upper case, wrong length) are hashed.
+        let upper = a.to_uppercase();
+        assert_ne!(keys.digest(&upper), keys.digest(&a));
+        let first = StringArray::from(vec![a.as_str(), "plain-1", upper.as_str()]);
+        let second = StringArray::from(vec![b.as_str(), "plain-1", a.as_str(), "plain-2"]);
+        staging.track_keys("finance/payments", Some(&first));
+        staging.track_keys("finance/payments", Some(&second));
+        assert_eq!(staging.repeated_keys("finance/payments"), Some(vec![a.clone(), "plain-1".to_string()]));
+        staging.track_keys("crm/people", None);
+        assert_eq!(staging.repeated_keys("crm/people"), None);
     }
 }

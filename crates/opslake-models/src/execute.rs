@@ -572,11 +572,17 @@ async fn run_test(
             .sql(&rendered.sql)
             .await
             .map_err(|e| Failure { message: format!("{at}: {e} (compiled SQL: target/{compiled_rel})") })?;
-        let failures = df.clone().count().await.map_err(|e| Failure { message: format!("{at}: {e}") })? as u64;
-        // The offending rows are kept for inspection; a pass empties the previous failures.
+        // The offending rows are kept for inspection (a pass empties the previous failures),
+        // and the write counts them: the test's query runs once. Only when they cannot be
+        // stored is it run again, to count them.
         let id = TableId { namespace: TEST_FAILURES_NAMESPACE.into(), name: test.name.clone() };
-        let stored = write_relation(lake, &id, ctx, df, &RelationWrite::Replace).await;
-        Ok::<_, Failure>((failures, stored.err().map(|e| e.to_string())))
+        match write_relation(lake, &id, ctx, df.clone(), &RelationWrite::Replace).await {
+            Ok(stored) => Ok::<_, Failure>((stored.rows, None)),
+            Err(e) => {
+                let failures = df.count().await.map_err(|e| Failure { message: format!("{at}: {e}") })? as u64;
+                Ok((failures, Some(e.to_string())))
+            }
+        }
     }
     .await;
     match outcome {

@@ -8,6 +8,7 @@
 //! All arithmetic is exact decimal: amounts at scale 6, rates at scale 12, products rounded
 //! half away from zero.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -59,7 +60,7 @@ impl FxRates {
         if rate <= 0 {
             return;
         }
-        let (from, to) = (code(from), code(to));
+        let (from, to) = (code(from).into_owned(), code(to).into_owned());
         self.currencies.insert(from.clone());
         self.currencies.insert(to.clone());
         let v = self.pairs.entry(from).or_default().entry(to).or_default();
@@ -106,14 +107,20 @@ impl FxRates {
         let (from, to) = (code(from), code(to));
         match self.rate_of_codes(&from, &to, day) {
             Some(rate) => Ok(amount.checked_mul(rate).and_then(|p| div_round(p, RATE_ONE))),
-            None => Err(MissingRate { from, to, day }),
+            None => Err(MissingRate { from: from.into_owned(), to: to.into_owned(), day }),
         }
     }
 }
 
-/// A currency code as rates are keyed: trimmed, upper case.
-fn code(currency: &str) -> String {
-    currency.trim().to_ascii_uppercase()
+/// A currency code as rates are keyed: trimmed, upper case. Borrowed when it already is, as
+/// canonical currencies are: a conversion runs for every row of a model.
+fn code(currency: &str) -> Cow<'_, str> {
+    let trimmed = currency.trim();
+    if trimmed.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(trimmed.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
 }
 
 /// `n / d` rounded half away from zero.
