@@ -40,13 +40,11 @@ impl StagedKeys {
     /// A key's 64-bit digest: the leading 16 hex digits of a canonical key, which is SHA-256
     /// already (`stable_key`: 32 lower-case hex digits), and a keyed hash of any other key.
     fn digest(&self, key: &str) -> u64 {
-        let b = key.as_bytes();
-        if b.len() == 32 && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            return b[..16]
-                .iter()
-                .fold(0, |d, &c| d << 4 | u64::from(if c <= b'9' { c - b'0' } else { c - b'a' + 10 }));
+        let canonical = key.len() == 32 && key.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+        match canonical.then(|| u64::from_str_radix(&key[..16], 16)) {
+            Some(Ok(d)) => d,
+            _ => self.hasher.hash_one(key),
         }
-        self.hasher.hash_one(key)
     }
 }
 

@@ -22,8 +22,9 @@ countries as (
     where not is_deleted and email is not null and country is not null
     group by email
 ),
--- Each payment reduced to its month and converted amount before the joins, so that only
--- those two columns travel through them: the joins are the model's cost (docs/performance.md).
+-- Each payment reduced to its customer key, month and converted amount before the joins, so
+-- that only those three columns travel through them: the joins are the model's cost
+-- (docs/performance.md).
 paid as (
     select
         p.customer_key,
