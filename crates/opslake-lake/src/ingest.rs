@@ -659,7 +659,7 @@ impl Worker<'_> {
                 }
                 let path = table_path(&table.id);
                 if !out.writers.contains_key(&path) {
-                    let writer = self.staging.part_writer(&path, &part, table.arrow_schema())?;
+                    let writer = self.staging.part_writer(&path, &part, table)?;
                     out.writers.insert(path.clone(), writer);
                     out.tables.push((path.clone(), Arc::clone(table)));
                 }
@@ -675,7 +675,7 @@ impl Worker<'_> {
             if !result.rejects.is_empty() {
                 let batch = rejects_batch(self.rejects_table, &result.rejects, self.summary, self.run)?;
                 if !out.writers.contains_key(REJECTS) {
-                    let writer = self.staging.part_writer(REJECTS, &part, self.rejects_table.arrow_schema())?;
+                    let writer = self.staging.part_writer(REJECTS, &part, self.rejects_table)?;
                     out.writers.insert(REJECTS.to_string(), writer);
                 }
                 out.writers.get_mut(REJECTS).expect("inserted above").write(&batch)?;

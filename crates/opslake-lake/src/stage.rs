@@ -122,7 +122,7 @@ impl Staging {
 
     /// A writer for one file's rows of `table`, named after the file's position in the run
     /// (and the worker, when several map the file).
-    pub fn part_writer(&self, table: &str, part: &str, schema: arrow::datatypes::SchemaRef) -> Result<PartWriter> {
+    pub fn part_writer(&self, table: &str, part: &str, contract: &opslake_schema::Table) -> Result<PartWriter> {
         let dir = self.table_dir(table);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         let path = dir.join(format!("part-{part}.parquet"));
@@ -130,8 +130,9 @@ impl Staging {
         // Parts are written as the lake's data files are: a first load whose rows go in as
         // staged adopts the parts as they are (`write::commit_table`) instead of encoding
         // every row a second time.
-        let writer = ArrowWriter::try_new(file, schema, Some(crate::write::writer_properties()))
-            .map_err(|source| Error::Parquet { table: table.to_string(), source })?;
+        let writer =
+            ArrowWriter::try_new(file, contract.arrow_schema(), Some(crate::write::writer_properties(contract)))
+                .map_err(|source| Error::Parquet { table: table.to_string(), source })?;
         Ok(PartWriter { table: table.to_string(), path, writer, rows: 0 })
     }
 

@@ -11,7 +11,8 @@ use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
 use opslake_schema::{EnvelopeRole, Table, WriteMode};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use crate::{Error, Lake, Result};
 
@@ -68,12 +69,44 @@ fn session(memory: usize) -> Result<SessionContext> {
 
 /// Parquet settings of the lake's data files (and of staged parts, which a first load adopts
 /// as they are): zstd, statistics on, row groups small enough to keep the writer's buffer
-/// bounded.
-pub(crate) fn writer_properties() -> WriterProperties {
+/// bounded. Identifier columns are set apart. A key (`<entity>_key`, and the `*_key` columns
+/// that refer to other records) is a SHA-256 prefix: uniformly random, so its min and max span
+/// every file and prune nothing, and one value per record, so a dictionary only fills up and
+/// falls back to plain values. `source_id` is one per record too, but a tool's ids often grow
+/// with time (Salesforce's do), so its statistics stay. `custom_fields` mixes every unmapped
+/// column of every export in one map: no filter prunes files on the min and max of its keys or
+/// values, and its values (card ids next to card brands) are mostly distinct, so they get no
+/// statistics and no dictionary (docs/decisions.md).
+pub(crate) fn writer_properties(table: &Table) -> WriterProperties {
+    let mut props = lake_properties();
+    for c in &table.columns {
+        let key = c.role == Some(EnvelopeRole::EntityKey) || (c.role.is_none() && c.name.ends_with("_key"));
+        if key || c.role == Some(EnvelopeRole::SourceId) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+        }
+        if key {
+            props = props.set_column_statistics_enabled(ColumnPath::from(c.name.as_str()), EnabledStatistics::None);
+        }
+        if c.role == Some(EnvelopeRole::CustomFields)
+            && let arrow::datatypes::DataType::Map(entries, _) = c.ty.arrow()
+            && let arrow::datatypes::DataType::Struct(kv) = entries.data_type()
+            && let [key, value] = kv.iter().map(|f| f.name().clone()).collect::<Vec<_>>().as_slice()
+        {
+            let leaf = |l: &str| ColumnPath::new(vec![c.name.clone(), entries.name().clone(), l.to_string()]);
+            props = props
+                .set_column_statistics_enabled(leaf(key), EnabledStatistics::None)
+                .set_column_statistics_enabled(leaf(value), EnabledStatistics::None)
+                .set_column_dictionary_enabled(leaf(value), false);
+        }
+    }
+    props.build()
+}
+
+/// The settings every data file of the lake shares.
+fn lake_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
 }
 
 async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
@@ -244,7 +277,7 @@ pub async fn delete_file_rows(lake: &Lake, table: &Table, files: &[String]) -> R
     let (after, metrics) = delta
         .delete()
         .with_predicate(format!("{} IN ({})", file_column(table), sql_list(files)))
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(writer_properties(table))
         .await
         .map_err(|source| Error::Delta { table: name.clone(), source })?;
     if after.version() == before {
@@ -345,7 +378,7 @@ async fn merge(
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let on = table.unique_key.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
     let newer = format!("source.{updated} IS NULL OR target.{updated} IS NULL OR source.{updated} >= target.{updated}");
-    let mut builder = merge_into(delta, df, on, ctx)
+    let mut builder = merge_into(delta, writer_properties(table), df, on, ctx)
         .when_matched_update(|u| {
             cols.iter().fold(u.predicate(newer.as_str()), |u, c| u.update(*c, format!("source.{c}")))
         })
@@ -367,8 +400,10 @@ async fn replace_files(ctx: &SessionContext, delta: DeltaTable, table: &Table, f
     let df = ctx.table("staged").await.map_err(df_err(&name))?;
     let predicate = format!("{} IN ({})", file_column(table), sql_list(files));
     let delta_err = |source| Error::Delta { table: name.clone(), source };
-    let written =
-        write_from(delta, &df, ctx, SaveMode::Overwrite).with_replace_where(predicate).await.map_err(delta_err)?;
+    let written = write_from(delta, writer_properties(table), &df, ctx, SaveMode::Overwrite)
+        .with_replace_where(predicate)
+        .await
+        .map_err(delta_err)?;
     // The commit's own count: counting the staged rows first would read them twice.
     let rows = added_rows(&written).await.map_err(delta_err)?;
     committed(name, "append", rows, &written)
@@ -384,8 +419,9 @@ async fn overwrite(
 ) -> Result<Committed> {
     let name = table.id.to_string();
     let mode = if full_refresh { SaveMode::Overwrite } else { SaveMode::Append };
-    let written =
-        write_from(delta, &df, ctx, mode).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let written = write_from(delta, writer_properties(table), &df, ctx, mode)
+        .await
+        .map_err(|source| Error::Delta { table: name.clone(), source })?;
     let label = commit_label(table, full_refresh);
     // The commit's own count: counting `df` first would run its plan (a dedupe sort) twice.
     let rows = added_rows(&written).await.map_err(|source| Error::Delta { table: name.clone(), source })?;
@@ -572,7 +608,7 @@ async fn merge_versions(
         .map(|k| format!("target.{k} = source.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let (merged, _metrics) = merge_into(delta, changes, on, ctx)
+    let (merged, _metrics) = merge_into(delta, writer_properties(table), changes, on, ctx)
         .when_matched_delete(|d| d.predicate("source.__op = 'delete'"))
         .map_err(delta_err)?
         .when_matched_update(|u| {
@@ -591,6 +627,7 @@ async fn merge_versions(
 /// A write of the rows of `df` into `delta` in `mode`, planned in `ctx`.
 fn write_from(
     delta: DeltaTable,
+    props: WriterProperties,
     df: &DataFrame,
     ctx: &SessionContext,
     mode: SaveMode,
@@ -600,12 +637,13 @@ fn write_from(
         .with_input_plan(df.logical_plan().clone())
         .with_session_state(Arc::new(ctx.state()))
         .with_save_mode(mode)
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(props)
 }
 
 /// A merge of `source` into `delta` on `on` (aliases `source` and `target`), planned in `ctx`.
 fn merge_into(
     delta: DeltaTable,
+    props: WriterProperties,
     source: DataFrame,
     on: String,
     ctx: &SessionContext,
@@ -615,7 +653,7 @@ fn merge_into(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(ctx.state()))
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(props)
 }
 
 fn committed(table: String, mode: &'static str, rows: u64, result: &DeltaTable) -> Result<Committed> {
@@ -657,7 +695,7 @@ pub async fn write_relation(
             } else {
                 (SaveMode::Append, "append")
             };
-            let mut write = write_from(delta, &df, ctx, mode);
+            let mut write = write_from(delta, lake_properties().build(), &df, ctx, mode);
             if mode == SaveMode::Overwrite {
                 // A model's columns change with its SQL; a rebuild takes the new schema.
                 write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
@@ -669,7 +707,7 @@ pub async fn write_relation(
         RelationWrite::Merge { keys } => {
             let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             let on = keys.iter().map(|k| format!("target.\"{k}\" = source.\"{k}\"")).collect::<Vec<_>>().join(" AND ");
-            let (merged, metrics) = merge_into(delta, df, on, ctx)
+            let (merged, metrics) = merge_into(delta, lake_properties().build(), df, on, ctx)
                 .when_matched_update(|u| {
                     cols.iter().fold(u, |u, c| u.update(format!("\"{c}\""), format!("source.\"{c}\"")))
                 })

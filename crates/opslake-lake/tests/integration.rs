@@ -825,6 +825,62 @@ mod reruns {
         assert_eq!(rejected_after, "count(*)\n0\n");
     }
 
+    /// Per column chunk of every data file in `table_dir`: (column path, has statistics,
+    /// has a dictionary page).
+    fn column_chunks(table_dir: &Path) -> Vec<(String, bool, bool)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(table_dir).expect("table dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&path).expect("data file");
+            let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet");
+            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            for rg in meta.row_groups() {
+                for c in rg.columns() {
+                    out.push((
+                        c.column_path().string(),
+                        c.statistics().is_some(),
+                        c.dictionary_page_offset().is_some(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn keys_and_custom_fields_are_written_without_dictionaries_or_useless_statistics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("contacts.csv");
+        let lake = dir.path().join("lake");
+        let header = "Record ID - Contact,First Name,Lifecycle Stage,Favourite Colour\n";
+        std::fs::write(&file, format!("{header}1,Ada,lead,teal\n2,Alan,lead,plum\n")).expect("write");
+        run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        // A changed file is merged: delta-rs writes this file, with the same settings.
+        std::fs::write(&file, format!("{header}1,Ada,customer,teal\n3,Grace,lead,ochre\n")).expect("write");
+        run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
+        let chunks = column_chunks(&lake.join("crm/people"));
+        let files = chunks.iter().filter(|(c, ..)| c == "person_key").count();
+        assert!(files >= 2, "the adopted part and the merge's file: {chunks:?}");
+        let of = |column: &str| -> Vec<(bool, bool)> {
+            let found: Vec<(bool, bool)> =
+                chunks.iter().filter(|(c, ..)| c == column).map(|&(_, stats, dict)| (stats, dict)).collect();
+            assert_eq!(found.len(), files, "{column} in every file: {chunks:?}");
+            found
+        };
+        // (statistics, dictionary) per file.
+        assert!(of("person_key").iter().all(|&s| s == (false, false)));
+        assert!(of("source_id").iter().all(|&s| s == (true, false)));
+        assert!(of("custom_fields.key_value.value").iter().all(|&s| s == (false, false)));
+        assert!(of("custom_fields.key_value.key").iter().all(|&s| s == (false, true)));
+        assert!(of("lifecycle_stage").iter().all(|&s| s == (true, true)));
+        let rows = "SELECT source_id, lifecycle_stage, custom_fields['Favourite Colour'] AS colour FROM crm.people";
+        let after = opslake_testkit::sorted_csv(&query(&lake, rows).await, &[], &|_, v| v);
+        assert_eq!(after, "source_id,lifecycle_stage,colour\n1,CUSTOMER,teal\n2,LEAD,plum\n3,LEAD,ochre\n");
+    }
+
     const OPPORTUNITY: &str = "\"Id\",\"IsDeleted\",\"AccountId\",\"Name\",\"StageName\",\"IsClosed\",\"IsWon\",\"ForecastCategoryName\",\"Amount\",\"CloseDate\",\"CurrencyIsoCode\",\"CreatedDate\",\"SystemModstamp\"\n";
 
     fn opportunity_export(dir: &Path, day: u32, rows: &[(&str, &str, &str)]) -> PathBuf {
