@@ -412,7 +412,7 @@ pub async fn ingest_held(
                 .ok_or_else(|| Error::Internal { message: format!("staged rows for unknown table {path}") })?
                 .as_ref()
         };
-        let repeated = tokio::task::block_in_place(|| staging.repeated_keys(path))?;
+        let repeated = tokio::task::block_in_place(|| staging.repeated_keys(path, &table.unique_key))?;
         let staged =
             StagedTable { dir: &staging.table_dir(path), repeated: repeated.as_deref(), rows: staging.rows(path) };
         commits.push(TableCommit::from(commit_table(lake, table, staged, plan).await?));
@@ -666,10 +666,7 @@ impl Worker<'_> {
                 out.writers.get_mut(&path).expect("inserted above").write(batch)?;
                 if table.write_mode != WriteMode::Append {
                     let key = match table.unique_key.as_slice() {
-                        [k] => batch
-                            .column_by_name(k)
-                            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                            .map(|keys| (k.as_str(), keys)),
+                        [k] => batch.column_by_name(k).and_then(|c| c.as_any().downcast_ref::<StringArray>()),
                         _ => None,
                     };
                     self.staging.track_keys(&path, key);

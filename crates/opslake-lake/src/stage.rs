@@ -27,8 +27,6 @@ pub struct Staging {
 #[derive(Default)]
 struct StagedKeys {
     hasher: RandomState,
-    /// The key column's name, for reading the keys back from the parts.
-    column: String,
     /// A 64-bit digest of every key staged, in arrival order: 8 bytes a row, where the keys
     /// themselves would be 32 or more, and appended, not hashed into a set (the set's random
     /// writes were 2.3% of ingest's samples, its table half as large again as this vector).
@@ -38,15 +36,13 @@ struct StagedKeys {
     unknown: bool,
 }
 
-impl StagedKeys {
-    /// A key's 64-bit digest: the leading 16 hex digits of a canonical key, which is SHA-256
-    /// already (`stable_key`: 32 lower-case hex digits), and a keyed hash of any other key.
-    fn digest(&self, key: &str) -> u64 {
-        let canonical = key.len() == 32 && key.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-        match canonical.then(|| u64::from_str_radix(&key[..16], 16)) {
-            Some(Ok(d)) => d,
-            _ => self.hasher.hash_one(key),
-        }
+/// A key's 64-bit digest: the leading 16 hex digits of a canonical key, which is SHA-256
+/// already (`stable_key`: 32 lower-case hex digits), and a keyed hash of any other key.
+fn digest(hasher: &RandomState, key: &str) -> u64 {
+    let canonical = key.len() == 32 && key.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    match canonical.then(|| u64::from_str_radix(&key[..16], 16)) {
+        Some(Ok(d)) => d,
+        _ => hasher.hash_one(key),
     }
 }
 
@@ -81,33 +77,26 @@ impl Staging {
         Ok(Self { dir, tables: BTreeMap::new(), keys: Mutex::new(BTreeMap::new()) })
     }
 
-    /// Notes the unique keys of rows staged for `table`: the key column's name and values, or
-    /// `None` when the key is not a single text column, which makes every key of the table
-    /// possibly repeated.
-    pub fn track_keys(&self, table: &str, keys: Option<(&str, &StringArray)>) {
+    /// Notes the unique keys of rows staged for `table`: `None` when the key is not a single
+    /// text column, which makes every key of the table possibly repeated.
+    pub fn track_keys(&self, table: &str, keys: Option<&StringArray>) {
         let mut all = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let staged = all.entry(table.to_string()).or_default();
-        let Some((column, keys)) = keys else {
+        let Some(keys) = keys else {
             staged.unknown = true;
             return;
         };
-        if staged.column != column {
-            staged.column = column.to_string();
-        }
-        staged.digests.reserve(keys.len());
-        for i in 0..keys.len() {
-            let key = if keys.is_null(i) { "" } else { keys.value(i) };
-            let digest = staged.digest(key);
-            staged.digests.push(digest);
-        }
+        let hasher = &staged.hasher;
+        staged.digests.extend(keys.iter().map(|k| digest(hasher, k.unwrap_or_default())));
     }
 
-    /// Keys staged more than once for `table`, in its kept parts (a failed file's discarded
-    /// parts do not count); `None` when that is not known. The digests say which keys may
-    /// repeat; only those are read back from the parts and counted. Called once per table, at
-    /// its commit: the digests are sorted in place and freed.
-    pub fn repeated_keys(&self, table: &str) -> Result<Option<Vec<String>>> {
-        let (column, repeated, keys) = {
+    /// Keys staged more than once for `table`, whose unique key is `key`, in its kept parts (a
+    /// failed file's discarded parts do not count); `None` when that is not known. The digests
+    /// say which keys may repeat; only those are read back from the parts and counted. Called
+    /// once per table, at its commit: the digests are sorted in place and freed.
+    pub fn repeated_keys(&self, table: &str, key: &[String]) -> Result<Option<Vec<String>>> {
+        let [column] = key else { return Ok(None) };
+        let (repeated, hasher) = {
             let mut all = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(staged) = all.get_mut(table) else { return Ok(None) };
             if staged.unknown {
@@ -117,7 +106,7 @@ impl Staging {
             digests.sort_unstable();
             let repeated: HashSet<u64, BuildHasherDefault<Identity>> =
                 digests.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
-            (staged.column.clone(), repeated, StagedKeys { hasher: staged.hasher.clone(), ..StagedKeys::default() })
+            (repeated, staged.hasher.clone())
         };
         if repeated.is_empty() {
             return Ok(Some(Vec::new()));
@@ -135,7 +124,7 @@ impl Staging {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
             let index = builder
                 .schema()
-                .index_of(&column)
+                .index_of(column)
                 .map_err(|e| Error::Internal { message: format!("{}: no key column {column}: {e}", path.display()) })?;
             let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
             for batch in builder.with_projection(mask).build().map_err(parquet)? {
@@ -143,9 +132,8 @@ impl Staging {
                 let values = batch.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::Internal {
                     message: format!("{}: key column {column} is not text", path.display()),
                 })?;
-                for i in 0..values.len() {
-                    let key = if values.is_null(i) { "" } else { values.value(i) };
-                    if repeated.contains(&keys.digest(key)) {
+                for key in values.iter().map(Option::unwrap_or_default) {
+                    if repeated.contains(&digest(&hasher, key)) {
                         *seen.entry(key.to_string()).or_default() += 1;
                     }
                 }
@@ -235,10 +223,12 @@ mod tests {
 
     use super::*;
 
+    const KEY: &str = "payment_key";
+
     /// Stages `keys` as one part of `table`, as a mapping worker would: the part's file and the
     /// keys' digests.
     fn stage(staging: &Staging, table: &str, part: &str, keys: &[&str]) {
-        let schema = Arc::new(Schema::new(vec![Field::new("payment_key", DataType::Utf8, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(KEY, DataType::Utf8, false)]));
         let values = StringArray::from(keys.to_vec());
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values.clone())]).expect("batch");
         let dir = staging.table_dir(table);
@@ -247,40 +237,42 @@ mod tests {
         let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
         writer.write(&batch).expect("write");
         writer.close().expect("close");
-        staging.track_keys(table, Some(("payment_key", &values)));
+        staging.track_keys(table, Some(&values));
     }
 
     #[test]
     fn repeated_keys_are_found_among_canonical_and_other_keys() {
         let staging = Staging::new().expect("staging");
+        let key = [KEY.to_string()];
         let a = opslake_sources::parse::stable_key(["stripe", "s", "ch_1"]);
         let b = opslake_sources::parse::stable_key(["stripe", "s", "ch_2"]);
         // A canonical key's digest is its own leading 64 bits.
-        let keys = StagedKeys::default();
-        assert_eq!(keys.digest(&a), u64::from_str_radix(&a[..16], 16).expect("hex"));
+        let hasher = RandomState::new();
+        assert_eq!(digest(&hasher, &a), u64::from_str_radix(&a[..16], 16).expect("hex"));
         // Keys that only look canonical (upper case, wrong length) are hashed.
         let upper = a.to_uppercase();
-        assert_ne!(keys.digest(&upper), keys.digest(&a));
+        assert_ne!(digest(&hasher, &upper), digest(&hasher, &a));
         stage(&staging, "finance/payments", "000001-00", &[a.as_str(), "plain-1", upper.as_str()]);
         stage(&staging, "finance/payments", "000001-01", &[b.as_str(), "plain-1", a.as_str(), "plain-2"]);
         assert_eq!(
-            staging.repeated_keys("finance/payments").expect("reads the parts"),
+            staging.repeated_keys("finance/payments", &key).expect("reads the parts"),
             Some(vec![a.clone(), "plain-1".to_string()])
         );
         // Distinct keys: nothing to read back.
         stage(&staging, "finance/customers", "000001-00", &["c-1", "c-2"]);
-        assert_eq!(staging.repeated_keys("finance/customers").expect("digests only"), Some(Vec::new()));
+        assert_eq!(staging.repeated_keys("finance/customers", &key).expect("digests only"), Some(Vec::new()));
         staging.track_keys("crm/people", None);
-        assert_eq!(staging.repeated_keys("crm/people").expect("nothing read"), None);
+        assert_eq!(staging.repeated_keys("crm/people", &key).expect("nothing read"), None);
     }
 
     #[test]
     fn a_failed_files_keys_do_not_count_as_repeated() {
         let staging = Staging::new().expect("staging");
+        let key = [KEY.to_string()];
         stage(&staging, "finance/payments", "000001-00", &["p-1", "p-2"]);
         // The second file failed: its part was discarded, its digests stay.
         stage(&staging, "finance/payments", "000002-00", &["p-2", "p-3"]);
         std::fs::remove_file(staging.table_dir("finance/payments").join("part-000002-00.parquet")).expect("discard");
-        assert_eq!(staging.repeated_keys("finance/payments").expect("reads the parts"), Some(Vec::new()));
+        assert_eq!(staging.repeated_keys("finance/payments", &key).expect("reads the parts"), Some(Vec::new()));
     }
 }
