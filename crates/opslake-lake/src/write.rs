@@ -102,11 +102,24 @@ pub(crate) fn writer_properties(table: &Table) -> WriterProperties {
     props.build()
 }
 
+/// Rows in a row group of the lake's files. An ingest worker holds the open row group of every
+/// table it stages (its compressed pages and dictionaries) until it closes, so this bounds
+/// ingest's memory; 64k rows halve what 128k held for the same CPU (docs/performance.md), and
+/// stay near DuckDB's 122,880-row groups for pruning and scans.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// A column's dictionary page, in bytes, before it falls back to plain values. Parquet's 1 MiB
+/// keeps up to that much per column and open row group, and a column with that many distinct
+/// values (names, emails, descriptions) gains little from a dictionary: at 256 KiB the lake
+/// came out smaller, not larger (docs/performance.md).
+const DICTIONARY_PAGE_BYTES: usize = 256 * 1024;
+
 /// The settings every data file of the lake shares.
 fn lake_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
 }
 
 async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
@@ -721,5 +734,54 @@ pub async fn write_relation(
             let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
             committed(name, "merge", rows, &merged)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Encoding;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn lake_files_have_bounded_row_groups_and_dictionaries() {
+        // 8,000 distinct 64-byte names, over and over: a dictionary of 512 KB, which Parquet's
+        // default 1 MiB limit would keep whole in every row group.
+        let rows = ROW_GROUP_ROWS + 10;
+        let names: StringArray = (0..rows).map(|i| Some(format!("{:064}", i % 8_000))).collect();
+        let batch = RecordBatch::try_from_iter([("name", Arc::new(names) as ArrayRef)]).expect("batch");
+        let file = tempfile::tempfile().expect("temp file");
+        let mut writer =
+            ArrowWriter::try_new(file.try_clone().expect("clone"), batch.schema(), Some(lake_properties().build()))
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+
+        let reader = SerializedFileReader::new(file).expect("reader");
+        let sizes: Vec<i64> = reader.metadata().row_groups().iter().map(|rg| rg.num_rows()).collect();
+        assert_eq!(sizes, vec![ROW_GROUP_ROWS as i64, 10]);
+
+        let mut pages = reader.get_row_group(0).expect("row group").get_column_page_reader(0).expect("pages");
+        let mut dictionary = None;
+        let mut plain_pages = 0;
+        while let Some(page) = pages.get_next_page().expect("page") {
+            match page {
+                Page::DictionaryPage { buf, .. } => dictionary = Some(buf.len()),
+                Page::DataPage { encoding: Encoding::PLAIN, .. }
+                | Page::DataPageV2 { encoding: Encoding::PLAIN, .. } => plain_pages += 1,
+                _ => {}
+            }
+        }
+        let dictionary = dictionary.expect("the column starts with a dictionary");
+        // The writer checks the limit after each value it adds, so the page ends one value over.
+        let whole = 8_000 * (4 + 64);
+        assert!(
+            dictionary < whole && dictionary <= DICTIONARY_PAGE_BYTES + 68,
+            "dictionary page of {dictionary} bytes"
+        );
+        assert!(plain_pages > 0, "the column falls back to plain values once its dictionary is full");
     }
 }
