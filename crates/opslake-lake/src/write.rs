@@ -106,7 +106,7 @@ pub(crate) fn writer_properties(table: &Table) -> WriterProperties {
 /// table it stages (its compressed pages and dictionaries) until it closes, so this bounds
 /// ingest's memory; 64k rows instead of 128k took the peak heap of a 1M-row ingest from 257 to
 /// 231 MB for the same CPU (docs/performance.md), and stay near DuckDB's 122,880-row groups.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// A column's dictionary page, in bytes, before it falls back to plain values. Parquet's 1 MiB
 /// keeps up to that much per column and open row group, and a column with that many distinct
