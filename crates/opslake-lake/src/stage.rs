@@ -183,7 +183,8 @@ impl Staging {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         let mut writer = PartWriter {
             table: table.to_string(),
-            stem: dir.join(format!("part-{part}")),
+            dir,
+            name: format!("part-{part}"),
             schema: contract.arrow_schema(),
             // Parts are written as the lake's data files are: a first load whose rows go in as
             // staged adopts the parts as they are (`write::commit_table`) instead of encoding
@@ -215,8 +216,10 @@ const PART_FILE_ROWS: u64 = 16 * crate::write::ROW_GROUP_ROWS as u64;
 /// `PART_FILE_ROWS` rows.
 pub struct PartWriter {
     table: String,
-    /// The files' path without their number and extension.
-    stem: PathBuf,
+    /// The table's staging directory.
+    dir: PathBuf,
+    /// The files' name without their number and extension.
+    name: String,
     schema: arrow::datatypes::SchemaRef,
     props: parquet::file::properties::WriterProperties,
     /// The file being written, its path and its rows.
@@ -242,7 +245,7 @@ impl PartWriter {
 
     fn start_file(&mut self) -> Result<()> {
         let n = self.closed.len();
-        let path = PathBuf::from(format!("{}-{n:04}.parquet", self.stem.display()));
+        let path = self.dir.join(format!("{}-{n:04}.parquet", self.name));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         let writer = ArrowWriter::try_new(file, std::sync::Arc::clone(&self.schema), Some(self.props.clone()))
             .map_err(self.parquet_err())?;
@@ -252,8 +255,9 @@ impl PartWriter {
 
     fn close_file(&mut self) -> Result<()> {
         if let Some((path, writer, _)) = self.open.take() {
-            writer.close().map_err(self.parquet_err())?;
+            // Listed before it closes, so that a discard removes a file that failed to close.
             self.closed.push(path);
+            writer.close().map_err(self.parquet_err())?;
         }
         Ok(())
     }
@@ -394,7 +398,8 @@ mod tests {
         let part = |name: &str| {
             let mut writer = PartWriter {
                 table: "finance/payments".into(),
-                stem: dir.join(name),
+                dir: dir.clone(),
+                name: name.to_string(),
                 schema: Arc::clone(&schema),
                 props: parquet::file::properties::WriterProperties::default(),
                 open: None,
