@@ -138,16 +138,15 @@ impl Staging {
             if path.extension().is_none_or(|e| e != "parquet") {
                 continue;
             }
-            let parquet = |source| Error::Parquet { table: table.to_string(), source };
             let file = File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(table))?;
             let index = builder
                 .schema()
                 .index_of(column)
                 .map_err(|e| Error::Internal { message: format!("{}: no key column {column}: {e}", path.display()) })?;
             let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-            for batch in builder.with_projection(mask).build().map_err(parquet)? {
-                let batch = batch.map_err(|e| parquet(e.into()))?;
+            for batch in builder.with_projection(mask).build().map_err(parquet_err(table))? {
+                let batch = batch.map_err(|e| parquet_err(table)(e.into()))?;
                 let values = batch.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::Internal {
                     message: format!("{}: key column {column} is not text", path.display()),
                 })?;
@@ -181,22 +180,11 @@ impl Staging {
     pub fn part_writer(&self, table: &str, part: &str, contract: &opslake_schema::Table) -> Result<PartWriter> {
         let dir = self.table_dir(table);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let mut writer = PartWriter {
-            table: table.to_string(),
-            dir,
-            name: format!("part-{part}"),
-            schema: contract.arrow_schema(),
-            // Parts are written as the lake's data files are: a first load whose rows go in as
-            // staged adopts the parts as they are (`write::commit_table`) instead of encoding
-            // every row a second time.
-            props: crate::write::writer_properties(contract),
-            open: None,
-            closed: Vec::new(),
-            rows: 0,
-            file_rows: PART_FILE_ROWS,
-        };
-        writer.start_file()?;
-        Ok(writer)
+        // Parts are written as the lake's data files are: a first load whose rows go in as
+        // staged adopts the parts as they are (`write::commit_table`) instead of encoding every
+        // row a second time.
+        let props = crate::write::writer_properties(contract);
+        PartWriter::new(table, dir, format!("part-{part}"), contract.arrow_schema(), props, PART_FILE_ROWS)
     }
 
     /// Keeps a finished part for commit: its table is committed from its directory.
@@ -238,9 +226,33 @@ pub struct FinishedPart {
     pub rows: u64,
 }
 
+fn parquet_err(table: &str) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Parquet { table: table.to_string(), source }
+}
+
 impl PartWriter {
-    fn parquet_err(&self) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
-        |source| Error::Parquet { table: self.table.clone(), source }
+    /// A part of `table` in `dir`, its files named `<name>-<n>.parquet`, with its first file open.
+    fn new(
+        table: &str,
+        dir: PathBuf,
+        name: String,
+        schema: arrow::datatypes::SchemaRef,
+        props: parquet::file::properties::WriterProperties,
+        file_rows: u64,
+    ) -> Result<Self> {
+        let mut writer = Self {
+            table: table.to_string(),
+            dir,
+            name,
+            schema,
+            props,
+            open: None,
+            closed: Vec::new(),
+            rows: 0,
+            file_rows,
+        };
+        writer.start_file()?;
+        Ok(writer)
     }
 
     fn start_file(&mut self) -> Result<()> {
@@ -248,7 +260,7 @@ impl PartWriter {
         let path = self.dir.join(format!("{}-{n:04}.parquet", self.name));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         let writer = ArrowWriter::try_new(file, std::sync::Arc::clone(&self.schema), Some(self.props.clone()))
-            .map_err(self.parquet_err())?;
+            .map_err(parquet_err(&self.table))?;
         self.open = Some((path, writer, 0));
         Ok(())
     }
@@ -257,7 +269,7 @@ impl PartWriter {
         if let Some((path, writer, _)) = self.open.take() {
             // Listed before it closes, so that a discard removes a file that failed to close.
             self.closed.push(path);
-            writer.close().map_err(self.parquet_err())?;
+            writer.close().map_err(parquet_err(&self.table))?;
         }
         Ok(())
     }
@@ -273,7 +285,7 @@ impl PartWriter {
             return Err(Error::Internal { message: format!("{}: a part written after its end", self.table) });
         };
         *rows += batch.num_rows() as u64;
-        writer.write(batch).map_err(|source| Error::Parquet { table: self.table.clone(), source })
+        writer.write(batch).map_err(parquet_err(&self.table))
     }
 
     /// Closes the part.
@@ -396,18 +408,10 @@ mod tests {
             names
         };
         let part = |name: &str| {
-            let mut writer = PartWriter {
-                table: "finance/payments".into(),
-                dir: dir.clone(),
-                name: name.to_string(),
-                schema: Arc::clone(&schema),
-                props: parquet::file::properties::WriterProperties::default(),
-                open: None,
-                closed: Vec::new(),
-                rows: 0,
-                file_rows: 3,
-            };
-            writer.start_file().expect("first file");
+            let props = parquet::file::properties::WriterProperties::default();
+            let mut writer =
+                PartWriter::new("finance/payments", dir.clone(), name.to_string(), Arc::clone(&schema), props, 3)
+                    .expect("first file");
             for _ in 0..3 {
                 writer.write(&batch).expect("write");
             }
