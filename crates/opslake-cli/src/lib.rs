@@ -10,6 +10,7 @@ mod init;
 mod inspect;
 mod lake_cmds;
 pub mod logging;
+pub mod malloc;
 mod models;
 mod query;
 mod record;
@@ -185,6 +186,7 @@ pub struct LakeArgs {
 /// JSON event with `--log-format json`).
 pub async fn run(cli: Cli) -> ExitCode {
     logging::init(&cli.log);
+    malloc::log_refused();
     let json = cli.log.log_format == logging::LogFormat::Json;
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
