@@ -11,13 +11,11 @@ use std::sync::OnceLock;
 
 /// One allocator setting: the variable that sets it by hand, the `mallopt` parameter and value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Setting {
+struct Setting {
     /// The variable glibc reads for it, checked for a user's own value.
-    pub env: &'static str,
-    /// The `mallopt` parameter.
-    pub param: i32,
-    /// Its value.
-    pub value: i32,
+    env: &'static str,
+    param: i32,
+    value: i32,
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -44,8 +42,9 @@ static REFUSED: OnceLock<Vec<Setting>> = OnceLock::new();
 /// Applies the settings the environment leaves to us. Call it first thing in `main`, before any
 /// thread starts: an arena limit binds only the threads that start after it.
 pub fn tune() {
-    let refused = settings_to_apply(|name| std::env::var_os(name).is_some()).into_iter().filter(|s| !apply(*s));
-    REFUSED.get_or_init(|| refused.collect());
+    let settings = settings_to_apply(|name| std::env::var_os(name).is_some());
+    let refused: Vec<Setting> = settings.into_iter().filter(|s| !apply(*s)).collect();
+    let _ = REFUSED.set(refused);
 }
 
 /// Logs the settings the allocator refused, once logging is set up: the defaults stay, so this
