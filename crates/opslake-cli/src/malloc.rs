@@ -3,8 +3,8 @@
 //! With its defaults glibc keeps up to eight arenas per core and raises its mmap threshold after
 //! every large free, so the big buffers of Arrow and Parquet land in arenas and stay there once
 //! freed: ingest's peak RSS ran at about twice its peak heap (docs/performance.md). Two arenas and
-//! a fixed 1 MiB threshold took a 1M-row ingest from about 460 to 330 MiB at the same wall time
-//! (docs/decisions.md). A user's own `MALLOC_*` or `GLIBC_TUNABLES` settings win. Other C
+//! a fixed 1 MiB threshold took a 1M-row ingest from about 460 to 330 MiB for 4–7% more wall
+//! time, and a 5M-row one from about 760 to 510 MiB for none (docs/decisions.md). A user's own `MALLOC_*` or `GLIBC_TUNABLES` settings win. Other C
 //! libraries (musl, macOS, Windows) have neither knob, and there this does nothing.
 
 use std::sync::OnceLock;
