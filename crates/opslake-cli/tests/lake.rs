@@ -123,6 +123,9 @@ async fn runs_killed_at_random_moments_leave_committed_tables_and_converge() {
     println!("seed {seed}, full run {span} ms");
     let mut rng = Rng(seed);
     let lake = dir.path().join("lake");
+    // The runs' own temporary directory, to see what the killed ones leave in it.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
     let mut finished = 0;
     for i in 0..20 {
         let mut args = ingest_args(&lake);
@@ -130,7 +133,12 @@ async fn runs_killed_at_random_moments_leave_committed_tables_and_converge() {
         if i % 2 == 1 {
             args.push("--full-refresh".into());
         }
-        let mut child = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut child = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns");
         std::thread::sleep(Duration::from_millis(rng.next() % span));
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("reaped");
@@ -140,8 +148,14 @@ async fn runs_killed_at_random_moments_leave_committed_tables_and_converge() {
         every_table_reads(&lake).await;
     }
     println!("{finished} of 20 runs finished before their kill");
-    let out = ingest(&lake, &[]);
+    let out = command(&ingest_args(&lake).iter().map(String::as_str).collect::<Vec<_>>())
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("the opslake binary runs");
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    // The killed runs' staged parts are gone with the run that came after them.
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert!(left.is_empty(), "left in the temporary directory: {left:?}");
     assert_eq!(opslake_testkit::local_lake_content(&lake).await, expected, "seed {seed}");
     // Killed runs show as interrupted, not as running forever.
     let out = opslake(&["runs", ".", "--lake", &lake.display().to_string(), "--limit", "100"]);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use arrow::array::{Array, RecordBatch, StringArray};
@@ -16,7 +16,11 @@ use crate::{Error, Result};
 
 /// Staged Parquet parts per table for one run, in a temporary directory removed on drop.
 pub struct Staging {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// `<dir>.lock`, locked for the run's life. A run that is killed never drops its staging,
+    /// and a nightly job killed at every timeout would fill the disk with parts; the next run
+    /// that can take a directory's lock knows its owner is gone and removes it.
+    _lock: tempfile::NamedTempFile,
     /// Rows kept per table.
     tables: BTreeMap<String, u64>,
     keys: Mutex<BTreeMap<String, StagedKeys>>,
@@ -73,13 +77,36 @@ impl Hasher for Identity {
 }
 
 impl Staging {
-    /// A new empty staging area.
+    /// A new empty staging area in the system's temporary directory, after removing the ones
+    /// that killed runs left there.
     pub fn new() -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("opslake-stage-")
-            .tempdir()
-            .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-        Ok(Self { dir, tables: BTreeMap::new(), keys: Mutex::new(BTreeMap::new()) })
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A new empty staging area in `root`, after removing the ones that killed runs left there.
+    pub fn new_in(root: &Path) -> Result<Self> {
+        remove_abandoned(root);
+        let io = |source| Error::Io { path: root.to_path_buf(), source };
+        loop {
+            let lock =
+                tempfile::Builder::new().prefix(STAGE_PREFIX).suffix(LOCK_SUFFIX).tempfile_in(root).map_err(io)?;
+            // Another run's sweep may open the new lock file before it is locked here, take it and
+            // remove it: then this name is given up for a fresh one. Where files cannot be locked
+            // at all, staging still works; only a killed run's directory is not swept.
+            let taken = matches!(lock.as_file().try_lock(), Err(std::fs::TryLockError::WouldBlock));
+            if taken || !lock.path().exists() {
+                continue;
+            }
+            let dir = stage_dir_of(lock.path());
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(Self { dir, _lock: lock, tables: BTreeMap::new(), keys: Mutex::new(BTreeMap::new()) });
+                }
+                // A killed run's directory whose lock file is gone: a sweep removes only what it locks.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(Error::Io { path: dir, source }),
+            }
+        }
     }
 
     /// Notes the unique keys of rows staged for `table`: `None` when the key is not a single
@@ -162,7 +189,7 @@ impl Staging {
 
     /// The directory holding `table`'s parts.
     pub fn table_dir(&self, table: &str) -> PathBuf {
-        self.dir.path().join(table.replace('/', "__"))
+        self.dir.join(table.replace('/', "__"))
     }
 
     /// Tables with at least one part.
@@ -190,6 +217,44 @@ impl Staging {
     /// Keeps a finished part for commit: its table is committed from its directory.
     pub fn keep(&mut self, part: FinishedPart) {
         *self.tables.entry(part.table).or_default() += part.rows;
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Before the lock file goes (fields drop after this): a sweep never sees the directory
+        // without its lock while this run is alive.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const STAGE_PREFIX: &str = "opslake-stage-";
+const LOCK_SUFFIX: &str = ".lock";
+
+/// The staging directory a lock file guards: its path without `.lock`.
+fn stage_dir_of(lock: &Path) -> PathBuf {
+    let name = lock.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    lock.with_file_name(name.strip_suffix(LOCK_SUFFIX).unwrap_or(&name))
+}
+
+/// Removes the staging directories in `root` whose run is gone: their lock file is not locked.
+/// Best effort: what cannot be read or removed stays for a later run, and never fails this one.
+fn remove_abandoned(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(STAGE_PREFIX) && name.ends_with(LOCK_SUFFIX)) {
+            continue;
+        }
+        let lock_path = entry.path();
+        let Ok(lock) = File::open(&lock_path) else { continue };
+        if lock.try_lock().is_ok() {
+            let dir = stage_dir_of(&lock_path);
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+        }
     }
 }
 
@@ -315,6 +380,36 @@ mod tests {
     use super::*;
 
     const KEY: &str = "payment_key";
+
+    #[test]
+    fn a_killed_runs_staging_is_removed_by_the_next_run_and_a_live_ones_is_not() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let live = Staging::new_in(root.path()).expect("staging");
+        std::fs::create_dir(live.table_dir("crm/people")).expect("mkdir");
+        // What a killed run leaves: its directory with parts, and its lock file, unlocked.
+        let dead = root.path().join("opslake-stage-killed");
+        std::fs::create_dir_all(dead.join("crm__people")).expect("mkdir");
+        std::fs::write(dead.join("crm__people/part-000001-00-0000.parquet"), b"parts").expect("write");
+        std::fs::write(root.path().join("opslake-stage-killed.lock"), b"").expect("write");
+        // Not staging: left alone whatever its name.
+        std::fs::create_dir(root.path().join("opslake-stage-other")).expect("mkdir");
+
+        let next = Staging::new_in(root.path()).expect("staging");
+        assert!(!dead.exists());
+        assert!(!root.path().join("opslake-stage-killed.lock").exists());
+        assert!(live.table_dir("crm/people").exists(), "a live run's staging is kept");
+        assert!(root.path().join("opslake-stage-other").exists());
+
+        let (live_dir, next_dir) = (live.dir.clone(), next.dir.clone());
+        drop(live);
+        drop(next);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["opslake-stage-other"], "{live_dir:?} {next_dir:?}");
+    }
 
     /// Stages `keys` as one part of `table`, as a mapping worker would: the part's file and the
     /// keys' digests.
