@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;
+mod max_by;
 pub mod publish;
 pub mod read;
 pub mod runs;

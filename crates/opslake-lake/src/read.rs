@@ -11,11 +11,14 @@ use opslake_schema::{Contract, Table};
 
 use crate::{Error, Lake, Result};
 
-/// A DataFusion session that reads the lake with the contract's types (Utf8, not view types)
-/// and can plan Delta writes of its queries (models are written from it).
+/// A DataFusion session that reads the lake with the contract's types (Utf8, not view types),
+/// can plan Delta writes of its queries (models are written from it), and has opslake's
+/// aggregates `max_by` and `min_by`.
 pub fn session() -> SessionContext {
     let ctx = deltalake::delta_datafusion::DeltaSessionContext::new().into_inner();
     ctx.state_ref().write().config_mut().options_mut().execution.parquet.schema_force_view_types = false;
+    ctx.register_udaf(crate::max_by::max_by());
+    ctx.register_udaf(crate::max_by::min_by());
     ctx
 }
 
