@@ -16,8 +16,9 @@ with won as (
     where o.stage_category = 'WON' and o.close_date is not null
 ),
 -- One country per email: when several CRM records share an email, the latest that has one.
+-- max_by leaves out records without an update time; when no record has one, min picks one.
 countries as (
-    select email, first_value(country order by source_updated_at desc nulls last, person_key) as country
+    select email, coalesce(max_by(country, source_updated_at), min(country)) as country
     from {{ source('crm', 'people') }}
     where not is_deleted and email is not null and country is not null
     group by email
