@@ -1,8 +1,8 @@
 //! `max_by(value, ordering)` and `min_by(value, ordering)`: the value of the row whose ordering
 //! is the greatest (least) in the group, as DuckDB, Spark, Trino and BigQuery have them. "The
 //! latest country per email" is the question marts ask most; DataFusion 55 answers it only
-//! with `first_value(value ORDER BY ...)`, which keeps each group's ordering as `ScalarValue`s
-//! and was 0.36 of the 1.0 CPU seconds of the benchmark's model.
+//! with `first_value(value ORDER BY ...)`, which keeps each group's ordering as `ScalarValue`s:
+//! in the benchmark's model at 1M rows, 0.36 s of CPU, about a quarter of the build's.
 //!
 //! Each group keeps one byte string: the arrow row encoding of (ordering, value), encoded so
 //! that the smaller string is the better row. A batch is encoded once, vectorized, and every
