@@ -20,7 +20,11 @@ fn opslake(args: &[&str]) -> Output {
 }
 
 fn spawn(args: &[&str]) -> Child {
-    command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawns")
+    spawn_command(command(args))
+}
+
+fn spawn_command(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawns")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -133,12 +137,9 @@ async fn runs_killed_at_random_moments_leave_committed_tables_and_converge() {
         if i % 2 == 1 {
             args.push("--full-refresh".into());
         }
-        let mut child = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .env("TMPDIR", &tmp)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawns");
+        let mut cmd = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        cmd.env("TMPDIR", &tmp);
+        let mut child = spawn_command(cmd);
         std::thread::sleep(Duration::from_millis(rng.next() % span));
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("reaped");
