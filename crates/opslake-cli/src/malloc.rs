@@ -4,12 +4,15 @@
 //! every large free, so the big buffers of Arrow and Parquet land in arenas and stay there once
 //! freed: ingest's peak RSS ran at about twice its peak heap (docs/performance.md). Two arenas and
 //! a fixed 1 MiB threshold took a 1M-row ingest from about 460 to 330 MiB for 4–7% more wall
-//! time, and a 5M-row one from about 760 to 510 MiB for none (docs/decisions.md). A user's own `MALLOC_*` or `GLIBC_TUNABLES` settings win. Other C
-//! libraries (musl, macOS, Windows) have neither knob, and there this does nothing.
+//! time, and a 5M-row one from about 760 to 510 MiB for none (docs/decisions.md). A user's own
+//! `MALLOC_*` or `GLIBC_TUNABLES` settings win. Other C libraries (musl, macOS, Windows) have
+//! neither knob, and there this does nothing.
 
 use std::sync::OnceLock;
 
 /// One allocator setting: the variable that sets it by hand, the `mallopt` parameter and value.
+// Elsewhere than glibc the list is empty, so its fields are never read there.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Setting {
     /// The variable glibc reads for it, checked for a user's own value.
