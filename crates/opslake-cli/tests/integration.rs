@@ -318,6 +318,90 @@ mod models {
         );
         assert_eq!(text(&out.stdout), "p,b\n14719.527900,24353500.500000\n", "{}", text(&out.stderr));
     }
+
+    /// The cross-department mart places a payment by the email the payment records (Stripe's
+    /// exports carry one per payment), and one that records none by its customer's email.
+    #[test]
+    fn a_payment_is_placed_by_its_own_email_and_one_without_by_its_customers() {
+        let root = opslake_testkit::repo_root();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, body: &str| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, body).expect("write");
+            path.display().to_string()
+        };
+        let contacts = write(
+            "contacts.csv",
+            "Record ID,First Name,Last Name,Email,Last Modified Date,Country/Region\n\
+             1,Old,Address,old@example.com,2026-01-01 00:00,Germany\n\
+             2,New,Address,new@example.com,2026-01-01 00:00,France\n\
+             3,Api,Buyer,api@example.com,2026-01-01 00:00,Japan\n",
+        );
+        // One customer paid twice and changed email in between: the customer keeps the later
+        // email, each payment its own.
+        let payments = write(
+            "unified_payments.csv",
+            "id,Created date (UTC),Amount,Amount Refunded,Currency,Converted Amount,Converted Amount Refunded,\
+             Converted Currency,Fee,Status,Customer ID,Customer Email\n\
+             ch_1,2026-01-05 10:00:00,10.00,0.00,usd,10.00,0.00,usd,0.30,Paid,cus_A, Old@Example.com\n\
+             ch_2,2026-01-20 10:00:00,20.00,0.00,usd,20.00,0.00,usd,0.30,Paid,cus_A,new@example.com\n",
+        );
+        // Charges from the API without a receipt or billing email: one of a customer whose
+        // email the customers list has, one of nobody.
+        let charges = write(
+            "charges.json",
+            r#"{"object": "list", "data": [
+                {"id": "ch_3", "object": "charge", "amount": 4000, "amount_refunded": 0, "captured": true,
+                 "created": 1768000000, "currency": "usd", "customer": "cus_B", "paid": true, "status": "succeeded"},
+                {"id": "ch_4", "object": "charge", "amount": 700, "amount_refunded": 0, "captured": true,
+                 "created": 1768000000, "currency": "usd", "customer": null, "paid": true, "status": "succeeded"}]}"#,
+        );
+        let customers = write(
+            "customers.json",
+            r#"{"object": "list", "data": [{"id": "cus_B", "object": "customer", "email": "api@example.com",
+                "delinquent": false, "invoice_prefix": "B", "created": 1767000000, "currency": "usd"}]}"#,
+        );
+        // The mart's sales side, which it needs to build: one deal won in the same month.
+        let accounts = write(
+            "Account.csv",
+            "Id,IsDeleted,Name,BillingCity,BillingCountry,OwnerId\n001A,0,Acme,Berlin,Germany,005A\n",
+        );
+        let deals = write(
+            "Opportunity.csv",
+            "Id,IsDeleted,AccountId,Name,StageName,Amount,CloseDate,IsClosed,IsWon,ForecastCategoryName,\
+             CurrencyIsoCode,CreatedDate\n006A,0,001A,Deal,Closed Won,100,2026-01-15,1,1,Closed,USD,2026-01-02 00:00:00\n",
+        );
+        let lake = tmp.path().join("lake").display().to_string();
+        let mut args = vec!["ingest", "--lake", &lake];
+        for path in [&contacts, &payments, &charges, &customers, &accounts, &deals] {
+            args.extend(["--path", path.as_str()]);
+        }
+        let out = opslake(&args, &root);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let target = tmp.path().join("target").display().to_string();
+        let out =
+            opslake(&["build", "--lake", &lake, "--target", &target, "--select", "+fct_cross_dept_monthly"], &root);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let out = opslake(
+            &[
+                "query",
+                "--lake",
+                &lake,
+                "--format",
+                "csv",
+                "SELECT CAST(month AS VARCHAR) AS month, country, CAST(cash_collected AS VARCHAR) AS cash, payments \
+                 FROM fct_cross_dept_monthly ORDER BY country",
+            ],
+            &root,
+        );
+        assert_eq!(
+            text(&out.stdout),
+            "month,country,cash,payments\n2026-01-01,France,20.00,1\n2026-01-01,Germany,10.00,1\n\
+             2026-01-01,Japan,40.00,1\n2026-01-01,Unknown,7.00,1\n",
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }
 
 mod demo {

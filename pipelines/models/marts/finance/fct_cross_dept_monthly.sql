@@ -2,7 +2,7 @@
 -- Per month and country, in the reporting currency: what sales won next to what finance
 -- collected. Bookings are won deals by close month, placed in the billing country of the
 -- deal's organization; cash is payments less refunds by payment month, placed in the country
--- of the CRM person whose email paid. A deal or payment nobody can place counts under
+-- of the CRM person whose email paid: the email the payment records, else its customer's. A deal or payment nobody can place counts under
 -- 'Unknown'; one with no exchange rate counts in amounts_without_rate: neither is dropped.
 -- The performance benchmark runs this model (docs/performance.md).
 with won as (
@@ -23,12 +23,13 @@ countries as (
     where not is_deleted and email is not null and country is not null
     group by email
 ),
--- Each payment reduced to its customer key, month and converted amount before the joins, so
--- that only those three columns travel through them: the joins are the model's cost
+-- Each payment reduced to its customer key, email, month and converted amount before the joins,
+-- so that only those columns travel through them: the joins are the model's cost
 -- (docs/performance.md).
 paid as (
     select
         p.customer_key,
+        p.customer_email,
         cast(date_trunc('month', p.paid_on) as date) as month,
         -- The settlement side where the tool has one (Stripe's Converted Amount): the money as
         -- it reached the account, at the processor's rate.
@@ -40,11 +41,21 @@ paid as (
     from (select *, cast(paid_at as date) as paid_on from {{ ref('stg_finance__payments') }}) p
     where p.payment_type = 'PAYMENT'
 ),
-collected as (
-    select p.month, coalesce(c.country, 'Unknown') as country, p.converted
+-- The email that paid: the payment's own where the tool records it (Stripe's exports do), else
+-- its customer's (QuickBooks and Xero keep it only there). Only the payments without one join
+-- the customers, so a lake whose payments all carry it never builds that join.
+payer_emails as (
+    select month, customer_email as email, converted from paid where customer_email is not null
+    union all
+    select p.month, cu.email, p.converted
     from paid p
     left join {{ source('finance', 'customers') }} cu on cu.customer_key = p.customer_key and not cu.is_deleted
-    left join countries c on c.email = cu.email
+    where p.customer_email is null
+),
+collected as (
+    select e.month, coalesce(c.country, 'Unknown') as country, e.converted
+    from payer_emails e
+    left join countries c on c.email = e.email
 ),
 bookings as (
     select month, country, sum(converted) as bookings, count(*) as won_deals,

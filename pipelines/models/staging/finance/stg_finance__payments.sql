@@ -4,6 +4,7 @@ select
     source_system,
     payment_type,
     customer_key,
+    customer_email,
     amount,
     currency,
     amount_refunded,
