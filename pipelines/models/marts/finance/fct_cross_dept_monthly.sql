@@ -2,8 +2,9 @@
 -- Per month and country, in the reporting currency: what sales won next to what finance
 -- collected. Bookings are won deals by close month, placed in the billing country of the
 -- deal's organization; cash is payments less refunds by payment month, placed in the country
--- of the CRM person whose email paid: the email the payment records, else its customer's. A deal or payment nobody can place counts under
--- 'Unknown'; one with no exchange rate counts in amounts_without_rate: neither is dropped.
+-- of the CRM person whose email paid: the email the payment records, else its customer's. A
+-- deal or payment nobody can place counts under 'Unknown'; one with no exchange rate counts in
+-- amounts_without_rate: neither is dropped.
 -- The performance benchmark runs this model (docs/performance.md).
 with won as (
     select
