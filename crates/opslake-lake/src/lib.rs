@@ -16,6 +16,7 @@ pub mod read;
 pub mod runs;
 pub mod salt;
 pub mod stage;
+mod upgrade;
 mod versions;
 pub mod write;
 

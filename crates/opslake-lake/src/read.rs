@@ -43,14 +43,21 @@ async fn open_id(lake: &Lake, id: &opslake_schema::TableId, version: Option<u64>
     Ok(Some(delta))
 }
 
-/// Registers an opened Delta table with `ctx` as `sql_name`, replacing what had that name.
-async fn register_delta(ctx: &SessionContext, delta: DeltaTable, sql_name: &str) -> Result<()> {
+/// Registers an opened Delta table with `ctx` as `sql_name`, replacing what had that name, with
+/// the `missing` columns of a lake made by an older opslake read as nulls (`upgrade`).
+async fn register_delta(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    sql_name: &str,
+    missing: &[arrow::datatypes::FieldRef],
+) -> Result<()> {
     delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: sql_name.into(), source })?;
     let provider = delta
         .table_provider()
         .with_session(Arc::new(ctx.state()))
         .await
         .map_err(|source| Error::DataFusion { context: format!("reading {sql_name}"), source })?;
+    let provider = crate::upgrade::with_missing_columns(ctx, provider, missing, sql_name)?;
     ctx.deregister_table(sql_name)
         .map_err(|source| Error::DataFusion { context: format!("replacing {sql_name}"), source })?;
     ctx.register_table(sql_name, provider)
@@ -72,7 +79,8 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, table: &Table, version:
             })?;
         }
     }
-    register_delta(ctx, delta, &name).await?;
+    let missing = crate::upgrade::missing_columns(&delta, table)?;
+    register_delta(ctx, delta, &name, &missing).await?;
     Ok(true)
 }
 
@@ -154,7 +162,7 @@ pub async fn register_relation(
     sql_name: &str,
 ) -> Result<bool> {
     let Some(delta) = open_id(lake, id, None).await? else { return Ok(false) };
-    register_delta(ctx, delta, sql_name).await?;
+    register_delta(ctx, delta, sql_name, &[]).await?;
     Ok(true)
 }
 

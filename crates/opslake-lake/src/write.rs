@@ -122,8 +122,10 @@ fn lake_properties() -> WriterPropertiesBuilder {
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
 }
 
+/// Opens `table` for a write, first adding the columns a lake made by an older opslake lacks,
+/// so that rows in the contract's shape can go in (`upgrade`).
 async fn open_table(lake: &Lake, table: &Table) -> Result<DeltaTable> {
-    lake.delta_table(&table.id).await
+    crate::upgrade::add_missing_columns(lake.delta_table(&table.id).await?, table).await
 }
 
 /// A commit session with the staged parts of one table registered as `staged`.

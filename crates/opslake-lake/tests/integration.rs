@@ -1385,3 +1385,72 @@ mod payroll_invariants {
         assert_eq!(text, "employee_id,adds_up,earned\nemp-maya,true,true\nemp-tom,true,true\n");
     }
 }
+
+/// A lake made before the contract gained a column (`finance.payments.customer_email`): reads
+/// see the column as null, and the next ingest adds it and merges rows that carry it.
+mod older_lake {
+    use super::*;
+    use deltalake::operations::write::SchemaMode;
+    use deltalake::protocol::SaveMode;
+
+    const HEADER: &str = "id,Created date (UTC),Amount,Amount Refunded,Currency,Converted Amount,\
+        Converted Amount Refunded,Converted Currency,Fee,Status,Customer ID,Customer Email\n";
+
+    fn payments_csv(dir: &Path, name: &str, rows: &str) -> Input {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{HEADER}{rows}")).expect("write");
+        input(path, Some("stripe"))
+    }
+
+    /// Rewrites `finance.payments` without `column`, as an opslake before it wrote the table.
+    async fn drop_column(lake_dir: &Path, column: &str) {
+        let batches = query(lake_dir, &format!("SELECT * EXCLUDE ({column}) FROM finance.payments")).await;
+        let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
+        let id = contract().table("finance", "payments").expect("payments").id.clone();
+        let delta = lake.delta_table(&id).await.expect("opens");
+        let old = delta
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .await
+            .expect("rewrites");
+        let fields = old.snapshot().expect("snapshot").schema();
+        assert!(fields.field(column).is_none(), "the old table has no {column}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_column_the_contract_gained_reads_as_null_and_the_next_ingest_adds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let first = payments_csv(
+            dir.path(),
+            "january.csv",
+            "ch_1,2026-01-05 10:00:00,10.00,0.00,usd,10.00,0.00,usd,0.30,Paid,cus_A,a@example.com\n\
+             ch_2,2026-01-06 10:00:00,20.00,0.00,usd,20.00,0.00,usd,0.30,Paid,cus_B,b@example.com\n",
+        );
+        let report = run_ingest(&lake, &[first], None).await;
+        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        drop_column(&lake, "customer_email").await;
+
+        let sql = "SELECT source_id, customer_email FROM finance.payments";
+        let text = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
+        assert_eq!(text, "source_id,customer_email\nch_1,\nch_2,\n");
+
+        // ch_2 again, refunded since, and a new payment: a merge into the old table.
+        let second = payments_csv(
+            dir.path(),
+            "february.csv",
+            "ch_2,2026-01-06 10:00:00,20.00,20.00,usd,20.00,20.00,usd,0.30,Refunded,cus_B,b@example.com\n\
+             ch_3,2026-02-01 10:00:00,30.00,0.00,usd,30.00,0.00,usd,0.30,Paid,cus_C,c@example.com\n",
+        );
+        let report = run_ingest(&lake, &[second], None).await;
+        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        let sql =
+            "SELECT source_id, customer_email, CAST(amount_refunded AS VARCHAR) AS refunded FROM finance.payments";
+        let text = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
+        assert_eq!(
+            text,
+            "source_id,customer_email,refunded\nch_1,,0.000000\nch_2,b@example.com,20.000000\nch_3,c@example.com,0.000000\n"
+        );
+    }
+}
