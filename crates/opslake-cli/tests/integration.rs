@@ -12,6 +12,11 @@ fn opslake(args: &[&str], dir: &Path) -> Output {
         .expect("the opslake binary runs")
 }
 
+/// `opslake query --lake <lake> --format csv <sql>`, run in `dir`.
+fn query_lake_csv(lake: &str, sql: &str, dir: &Path) -> Output {
+    opslake(&["query", "--lake", lake, "--format", "csv", sql], dir)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -304,16 +309,10 @@ mod models {
         // 12,000.50, all from single-currency accounts, so in the connection's currency, and
         // Pipedrive's 1,500), 24,353,500.50; Salesforce's 18,490 PEN has no rate and is counted
         // in amounts_without_rate instead.
-        let out = opslake(
-            &[
-                "query",
-                "--lake",
-                &lake,
-                "--format",
-                "csv",
-                "SELECT CAST(pipeline AS VARCHAR) AS p, (SELECT CAST(sum(bookings) AS VARCHAR) FROM fct_pipeline_bookings_cash) AS b \
+        let out = query_lake_csv(
+            &lake,
+            "SELECT CAST(pipeline AS VARCHAR) AS p, (SELECT CAST(sum(bookings) AS VARCHAR) FROM fct_pipeline_bookings_cash) AS b \
                  FROM fct_pipeline_bookings_cash WHERE month = DATE '2018-08-01'",
-            ],
             &root,
         );
         assert_eq!(text(&out.stdout), "p,b\n14719.527900,24353500.500000\n", "{}", text(&out.stderr));
@@ -382,16 +381,10 @@ mod models {
         let out =
             opslake(&["build", "--lake", &lake, "--target", &target, "--select", "+fct_cross_dept_monthly"], &root);
         assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
-        let out = opslake(
-            &[
-                "query",
-                "--lake",
-                &lake,
-                "--format",
-                "csv",
-                "SELECT CAST(month AS VARCHAR) AS month, country, CAST(cash_collected AS VARCHAR) AS cash, payments \
+        let out = query_lake_csv(
+            &lake,
+            "SELECT CAST(month AS VARCHAR) AS month, country, CAST(cash_collected AS VARCHAR) AS cash, payments \
                  FROM fct_cross_dept_monthly ORDER BY country",
-            ],
             &root,
         );
         assert_eq!(

@@ -1402,6 +1402,11 @@ mod older_lake {
         input(path, Some("stripe"))
     }
 
+    async fn ingest_ok(lake: &Path, file: Input) {
+        let report = run_ingest(lake, &[file], None).await;
+        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+    }
+
     /// Rewrites `finance.payments` without `column`, as an opslake before it wrote the table.
     async fn drop_column(lake_dir: &Path, column: &str) {
         let batches = query(lake_dir, &format!("SELECT * EXCLUDE ({column}) FROM finance.payments")).await;
@@ -1428,8 +1433,7 @@ mod older_lake {
             "ch_1,2026-01-05 10:00:00,10.00,0.00,usd,10.00,0.00,usd,0.30,Paid,cus_A,a@example.com\n\
              ch_2,2026-01-06 10:00:00,20.00,0.00,usd,20.00,0.00,usd,0.30,Paid,cus_B,b@example.com\n",
         );
-        let report = run_ingest(&lake, &[first], None).await;
-        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        ingest_ok(&lake, first).await;
         drop_column(&lake, "customer_email").await;
 
         let sql = "SELECT source_id, customer_email FROM finance.payments";
@@ -1443,8 +1447,7 @@ mod older_lake {
             "ch_2,2026-01-06 10:00:00,20.00,20.00,usd,20.00,20.00,usd,0.30,Refunded,cus_B,b@example.com\n\
              ch_3,2026-02-01 10:00:00,30.00,0.00,usd,30.00,0.00,usd,0.30,Paid,cus_C,c@example.com\n",
         );
-        let report = run_ingest(&lake, &[second], None).await;
-        assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
+        ingest_ok(&lake, second).await;
         let sql =
             "SELECT source_id, customer_email, CAST(amount_refunded AS VARCHAR) AS refunded FROM finance.payments";
         let text = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
