@@ -95,11 +95,8 @@ pub async fn publish(
         let version = delta.version().unwrap_or_default();
         let rel = format!("snapshots/{snapshot_id}/{}.parquet", crate::table_path(&table.id));
         let df_err = |source| Error::DataFusion { context: format!("publishing {name}"), source };
-        delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.clone(), source })?;
-        let missing = crate::upgrade::missing_columns(&delta, table)?;
-        let provider = delta.table_provider().with_session(Arc::new(ctx.state())).await.map_err(df_err)?;
-        // A table of an older lake is published with the contract's columns all the same.
-        let provider = crate::upgrade::with_missing_columns(&ctx, provider, &missing, &name)?;
+        // With the contract: a table of an older lake is published with its columns all the same.
+        let provider = crate::read::provider(&ctx, delta, Some(table), &name).await?;
         let df = ctx.read_table(provider).map_err(df_err)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(df_err)?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use opslake_schema::{Contract, Table};
@@ -43,21 +44,36 @@ async fn open_id(lake: &Lake, id: &opslake_schema::TableId, version: Option<u64>
     Ok(Some(delta))
 }
 
-/// Registers an opened Delta table with `ctx` as `sql_name`, replacing what had that name, with
-/// the `missing` columns of a lake made by an older opslake read as nulls (`upgrade`).
-async fn register_delta(
+/// `delta` as DataFusion reads it in `ctx`. With `contract`, the table's contract, the columns
+/// a lake made by an older opslake lacks are read as nulls (`upgrade`).
+pub(crate) async fn provider(
     ctx: &SessionContext,
     delta: DeltaTable,
+    contract: Option<&Table>,
     sql_name: &str,
-    missing: &[arrow::datatypes::FieldRef],
-) -> Result<()> {
+) -> Result<Arc<dyn TableProvider>> {
+    let missing = match contract {
+        Some(table) => crate::upgrade::missing_columns(&delta, table)?,
+        None => Vec::new(),
+    };
     delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: sql_name.into(), source })?;
     let provider = delta
         .table_provider()
         .with_session(Arc::new(ctx.state()))
         .await
         .map_err(|source| Error::DataFusion { context: format!("reading {sql_name}"), source })?;
-    let provider = crate::upgrade::with_missing_columns(ctx, provider, missing, sql_name)?;
+    crate::upgrade::with_missing_columns(ctx, provider, &missing, sql_name)
+}
+
+/// Registers an opened Delta table with `ctx` as `sql_name`, replacing what had that name
+/// ([`provider`] says what `contract` adds).
+async fn register_delta(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    contract: Option<&Table>,
+    sql_name: &str,
+) -> Result<()> {
+    let provider = provider(ctx, delta, contract, sql_name).await?;
     ctx.deregister_table(sql_name)
         .map_err(|source| Error::DataFusion { context: format!("replacing {sql_name}"), source })?;
     ctx.register_table(sql_name, provider)
@@ -79,8 +95,7 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, table: &Table, version:
             })?;
         }
     }
-    let missing = crate::upgrade::missing_columns(&delta, table)?;
-    register_delta(ctx, delta, &name, &missing).await?;
+    register_delta(ctx, delta, Some(table), &name).await?;
     Ok(true)
 }
 
@@ -162,7 +177,7 @@ pub async fn register_relation(
     sql_name: &str,
 ) -> Result<bool> {
     let Some(delta) = open_id(lake, id, None).await? else { return Ok(false) };
-    register_delta(ctx, delta, sql_name, &[]).await?;
+    register_delta(ctx, delta, None, sql_name).await?;
     Ok(true)
 }
 
