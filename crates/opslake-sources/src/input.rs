@@ -104,6 +104,9 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
         let inner = file_name.strip_suffix(".gz").unwrap_or(&file_name).to_string();
         return visit(open_stream(display, inner, Box::new(flate2::read::MultiGzDecoder::new(head)))?);
     }
+    if magic[..n] == OLE2_MAGIC {
+        return Err(spreadsheet_refused(display, Spreadsheet::Xls));
+    }
     if magic[..n].starts_with(b"PK\x03\x04") {
         drop(head);
         let archive_file = File::open(path).map_err(io_err)?;
@@ -113,6 +116,11 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
             message: format!("not a readable zip archive: {e}"),
         };
         let mut archive = zip::ZipArchive::new(BufReader::new(archive_file)).map_err(bad_zip)?;
+        // A workbook is a zip too, but its members are the workbook's own XML parts, never
+        // exports: reading them one by one would land nothing and explain nothing.
+        if let Some(kind) = workbook_in_zip(&mut archive) {
+            return Err(spreadsheet_refused(display, kind));
+        }
         for i in 0..archive.len() {
             let member = archive.by_index(i).map_err(bad_zip)?;
             let member_name = member.name().to_string();
@@ -125,6 +133,74 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
         return Ok(());
     }
     visit(open_stream(display, file_name, Box::new(head))?)
+}
+
+/// The first bytes of an OLE2 compound file: the container of legacy `.xls` workbooks.
+const OLE2_MAGIC: [u8; 4] = [0xD0, 0xCF, 0x11, 0xE0];
+
+/// A spreadsheet workbook, recognised by its container rather than its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spreadsheet {
+    /// Office Open XML (`.xlsx`, `.xlsm`): a zip with `xl/workbook.xml`.
+    Xlsx,
+    /// Legacy Excel (`.xls`): an OLE2 compound file.
+    Xls,
+    /// OpenDocument (`.ods`): a zip whose `mimetype` names a spreadsheet.
+    Ods,
+}
+
+impl Spreadsheet {
+    /// How messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Xlsx => "an Excel workbook (XLSX)",
+            Self::Xls => "a legacy Excel workbook (XLS)",
+            Self::Ods => "an OpenDocument spreadsheet (ODS)",
+        }
+    }
+}
+
+/// The spreadsheet `path` holds when it is one that opslake cannot read yet, else `None`
+/// (a text export, an archive of them, or a file that fails later for its own reasons).
+/// Ingest refuses such a file with one error; tests over real exports ask this to tell a
+/// file of a format not read yet from one that should land.
+pub fn unread_spreadsheet(path: &Path) -> Result<Option<Spreadsheet>> {
+    let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
+    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
+    if magic[..n] == OLE2_MAGIC {
+        return Ok(Some(Spreadsheet::Xls));
+    }
+    if !magic[..n].starts_with(b"PK\x03\x04") {
+        return Ok(None);
+    }
+    let Ok(mut archive) = zip::ZipArchive::new(BufReader::new(File::open(path).map_err(io_err)?)) else {
+        return Ok(None);
+    };
+    Ok(workbook_in_zip(&mut archive))
+}
+
+fn workbook_in_zip<R: Read + io::Seek>(archive: &mut zip::ZipArchive<R>) -> Option<Spreadsheet> {
+    if archive.index_for_name("xl/workbook.xml").is_some() {
+        return Some(Spreadsheet::Xlsx);
+    }
+    let mut mimetype = String::new();
+    let member = archive.by_name("mimetype").ok()?;
+    member.take(256).read_to_string(&mut mimetype).ok()?;
+    mimetype.trim().starts_with("application/vnd.oasis.opendocument.spreadsheet").then_some(Spreadsheet::Ods)
+}
+
+fn spreadsheet_refused(file: String, kind: Spreadsheet) -> Error {
+    Error::BadInput {
+        file,
+        line: 0,
+        message: format!(
+            "{}: opslake does not read spreadsheets yet; export the report as CSV (or save the sheet as \
+             CSV UTF-8) and ingest that",
+            kind.name()
+        ),
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -259,6 +335,59 @@ mod tests {
         })
         .expect("reads");
         assert_eq!(seen, [("a.csv".to_string(), "windows-1252", "name\nBogotá\n".to_string())]);
+    }
+
+    #[test]
+    fn a_workbook_is_refused_whole_with_what_to_do_and_an_archive_of_exports_is_not() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = zip::write::SimpleFileOptions::default();
+        let xlsx = dir.path().join("Report.xlsx");
+        let mut zip = zip::ZipWriter::new(File::create(&xlsx).expect("create"));
+        for (name, body) in [
+            ("[Content_Types].xml", "<Types/>"),
+            ("xl/workbook.xml", "<workbook/>"),
+            ("xl/worksheets/sheet1.xml", "<worksheet/>"),
+        ] {
+            zip.start_file(name, options).expect("member");
+            zip.write_all(body.as_bytes()).expect("write");
+        }
+        zip.finish().expect("finish");
+        // Named .zip, an ODS is still a spreadsheet: the container decides, not the name.
+        let ods = dir.path().join("sheet.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&ods).expect("create"));
+        zip.start_file("mimetype", options).expect("member");
+        zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet").expect("write");
+        zip.finish().expect("finish");
+        let xls = dir.path().join("old.xls");
+        std::fs::write(&xls, [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]).expect("write");
+        let exports = dir.path().join("exports.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&exports).expect("create"));
+        zip.start_file("Account.csv", options).expect("member");
+        zip.write_all(b"Id,Name\n1,A\n").expect("write");
+        zip.finish().expect("finish");
+
+        for (path, kind) in [(&xlsx, Spreadsheet::Xlsx), (&ods, Spreadsheet::Ods), (&xls, Spreadsheet::Xls)] {
+            assert_eq!(unread_spreadsheet(path).expect("opens"), Some(kind), "{}", path.display());
+            let mut streams = 0;
+            let err = visit_inputs(path, &mut |_| {
+                streams += 1;
+                Ok(())
+            })
+            .expect_err("refused");
+            assert_eq!(streams, 0, "{}: no member is read as an export", path.display());
+            let text = err.to_string();
+            assert!(text.starts_with(&path.display().to_string()), "{text}");
+            assert!(text.contains(kind.name()) && text.contains("as CSV"), "{text}");
+        }
+        assert_eq!(unread_spreadsheet(&exports).expect("opens"), None);
+        let mut streams = 0;
+        visit_inputs(&exports, &mut |_| {
+            streams += 1;
+            Ok(())
+        })
+        .expect("an archive of exports reads");
+        assert_eq!(streams, 1);
     }
 
     #[test]
