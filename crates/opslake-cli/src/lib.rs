@@ -255,12 +255,22 @@ fn docs_schema(out: &std::path::Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Set by `opslake serve`, where a panic is caught where the query runs and fails only that
+/// query: the server must go on serving the other connections.
+pub(crate) static PANICS_ARE_CAUGHT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Makes a panic print that it is a bug and exit with the internal-error code, whichever
-/// thread it happens on.
+/// thread it happens on; in `opslake serve`, print it and go on.
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
+        if PANICS_ARE_CAUGHT.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!(
+                "error: a query panicked; this is a bug, please report it with the message above; serving goes on"
+            );
+            return;
+        }
         eprintln!("error: opslake panicked; this is a bug, please report it with the message above");
         std::process::exit(i32::from(exit::INTERNAL));
     }));

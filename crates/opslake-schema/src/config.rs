@@ -70,11 +70,33 @@ pub struct ServeConfig {
     /// A certificate to offer TLS with; `serve` refuses to start when it cannot be loaded.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Connections served at once; the one over it is refused with SQLSTATE 53300. Default 64.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<u32>,
+    /// Seconds a statement may run, rows sent included; a client's `SET statement_timeout`
+    /// can only lower it. Default 300.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_seconds: Spanned<u64>,
+    /// MiB of working memory one connection's query may hold (joins, sorts, aggregates); a
+    /// query over it fails with SQLSTATE 53200 and the server goes on. Default 512.
+    #[serde(default = "default_query_memory")]
+    pub query_memory_mib: Spanned<u64>,
+    /// MiB of working memory all queries together may hold. Default 2048.
+    #[serde(default = "default_total_memory")]
+    pub total_memory_mib: Spanned<u64>,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), users: Vec::new(), tls: None }
+        Self {
+            listen: default_listen(),
+            users: Vec::new(),
+            tls: None,
+            max_connections: default_max_connections(),
+            statement_timeout_seconds: default_statement_timeout(),
+            query_memory_mib: default_query_memory(),
+            total_memory_mib: default_total_memory(),
+        }
     }
 }
 
@@ -96,6 +118,9 @@ pub struct TlsConfig {
     pub cert: Spanned<String>,
     /// Private key (PKCS#8, PKCS#1 or SEC1), PEM, relative to the project.
     pub key: Spanned<String>,
+    /// Refuse clients that do not ask for TLS, instead of serving them in plaintext.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// One connected tool: where its exports are and how to read them.
@@ -151,6 +176,18 @@ fn default_max_reject_ratio() -> Spanned<f64> {
 }
 fn default_listen() -> Spanned<String> {
     spanned("127.0.0.1:5433".to_string())
+}
+fn default_max_connections() -> Spanned<u32> {
+    spanned(64)
+}
+fn default_statement_timeout() -> Spanned<u64> {
+    spanned(300)
+}
+fn default_query_memory() -> Spanned<u64> {
+    spanned(512)
+}
+fn default_total_memory() -> Spanned<u64> {
+    spanned(2048)
 }
 
 impl Default for ProjectConfig {
@@ -226,6 +263,30 @@ impl ProjectConfig {
                 file,
                 listen,
                 format!("serve.listen '{}' is not an address and port (127.0.0.1:5433, [::1]:5433)", listen.value),
+            ));
+        }
+        let serve = &self.serve;
+        if serve.max_connections.value == 0 {
+            problems.push(Problem::at(file, &serve.max_connections, "serve.max_connections must be at least 1"));
+        }
+        if serve.statement_timeout_seconds.value == 0 {
+            problems.push(Problem::at(
+                file,
+                &serve.statement_timeout_seconds,
+                "serve.statement_timeout_seconds must be at least 1",
+            ));
+        }
+        if serve.query_memory_mib.value < 16 {
+            problems.push(Problem::at(file, &serve.query_memory_mib, "serve.query_memory_mib must be at least 16"));
+        }
+        if serve.total_memory_mib.value < serve.query_memory_mib.value {
+            problems.push(Problem::at(
+                file,
+                &serve.total_memory_mib,
+                format!(
+                    "serve.total_memory_mib {} is less than serve.query_memory_mib {}",
+                    serve.total_memory_mib.value, serve.query_memory_mib.value
+                ),
             ));
         }
         let mut users: BTreeMap<&str, u64> = BTreeMap::new();

@@ -4,14 +4,24 @@
 //! done here rather than taken from `datafusion_postgres::serve`, which authenticates no one,
 //! lets SQL write and falls back to plaintext when TLS fails:
 //! - every connection authenticates with SCRAM-SHA-256 against the users of opslake.yml (or
-//!   the environment); an unknown user fails exactly like a wrong password;
-//! - every statement is planned and checked with DataFusion's `SQLOptions` before it runs:
-//!   no DDL, no DML, no session-changing statements other than the harmless `SET`/`SHOW`;
-//! - a configured certificate that does not load stops the server from starting;
+//!   the environment); an unknown user fails exactly like a wrong password, down to the salt
+//!   it is offered (`limits::MockSalts`);
+//! - every statement is classified and its plan checked before anything runs it, over both
+//!   protocols, cursors included: default deny (`guard`); the catalog and tables are read-only
+//!   below that (`catalog`);
+//! - each connection has its own session (a SET changes that connection only), its own pool of
+//!   working memory inside the server's, a statement time limit, and a place among at most
+//!   `serve.max_connections`; a query that panics fails alone (`limits`);
+//! - a configured certificate that does not load stops the server from starting, and
+//!   `serve.tls.required` refuses plaintext clients;
 //! - pg_catalog is set up so `\dt`, `\d table` and BI table browsers work.
 //!
 //! A connection reads the lake as it was when the connection opened; new runs are picked up
 //! for new connections within `--refresh` seconds.
+
+mod catalog;
+mod guard;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,29 +30,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
-use datafusion::common::ParamValues;
-use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::PgWireServerHandlers;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use datafusion_postgres::pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::Response;
-use datafusion_postgres::pgwire::api::{ClientInfo, PgWireServerHandlers};
-use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::error::PgWireResult;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use opslake_schema::scram::{ITERATIONS, ScramSecret};
 use opslake_schema::{ErrorClass, Project};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
@@ -85,12 +92,28 @@ pub(crate) async fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let listen = args.listen.as_deref().unwrap_or(&open.project.config.serve.listen.value);
     let addr: SocketAddr =
         listen.parse().map_err(|_| CliError::user(format!("--listen '{listen}' is not an address and port")))?;
+    let config = &open.project.config.serve;
+    let tls_required = config.tls.as_ref().is_some_and(|t| t.required);
+    let server_memory: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(mib(config.total_memory_mib.value)));
+    let limits = Arc::new(Limits {
+        query_memory: mib(config.query_memory_mib.value),
+        server_memory,
+        statement_timeout: Duration::from_secs(config.statement_timeout_seconds.value),
+        max_connections: config.max_connections.value,
+    });
+    let seats = Arc::new(Semaphore::new(limits.max_connections as usize));
     let session = Arc::new(RwLock::new(Arc::new(pg_session(&open).await?)));
-    let handlers = Arc::new(Handlers {
+    let shared = Arc::new(Shared {
         session: session.clone(),
+        salts: Arc::new(limits::MockSalts::new(&users)),
         users: users.clone(),
         cert_pem: tls.as_ref().map(|t| t.1.clone()),
+        limits,
+        tls_required,
     });
+    // A query that panics fails alone: the hook that makes other commands exit on a panic
+    // lets this one go on (the panic is caught where the query runs).
+    crate::PANICS_ARE_CAUGHT.store(true, std::sync::atomic::Ordering::SeqCst);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::new(ErrorClass::External, anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
@@ -119,12 +142,23 @@ pub(crate) async fn serve(args: &ServeArgs) -> Result<(), CliError> {
                         continue;
                     }
                 };
-                let (acceptor, handlers) = (acceptor.clone(), handlers.clone());
+                // Taken before the handshake and held for the connection's life; without one
+                // the connection is refused with 53300 once it says who it is.
+                let seat = seats.clone().try_acquire_owned().ok();
+                let handlers = match shared.connection(seat.is_some()) {
+                    Ok(h) => Arc::new(h),
+                    Err(e) => {
+                        tracing::warn!(%peer, "cannot open a session for a connection: {e}");
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     tracing::debug!(%peer, "connection");
                     if let Err(e) = datafusion_postgres::pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
+                    drop(seat);
                 });
             }
             _ = tokio::signal::ctrl_c() => {
@@ -223,7 +257,34 @@ async fn pg_session(open: &OpenLake) -> Result<SessionContext, CliError> {
         datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| CliError::new(ErrorClass::Internal, anyhow::anyhow!("cannot set up pg_catalog: {e}")))?;
-    Ok(ctx)
+    if std::env::var_os(TEST_PANIC_ENV).is_some() {
+        ctx.register_udf(test_panic_function());
+    }
+    let state = ctx.state();
+    let catalogs = catalog::read_only(state.catalog_list().clone());
+    Ok(SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build(),
+    ))
+}
+
+/// Set in the tests of serve alone: registers `opslake_test_panic()`, a function that panics,
+/// so a test can show that one query's panic leaves the server serving.
+const TEST_PANIC_ENV: &str = "OPSLAKE_SERVE_TEST_PANIC";
+
+fn test_panic_function() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{Volatility, create_udf};
+    create_udf(
+        "opslake_test_panic",
+        vec![],
+        DataType::Int64,
+        Volatility::Volatile,
+        Arc::new(|_| panic!("opslake_test_panic() was called")),
+    )
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Rebuilds the session when `_runs` has a new version, so new connections see new runs.
@@ -252,59 +313,65 @@ async fn runs_version(open: &OpenLake) -> Option<u64> {
 }
 
 /// The users and their secrets, for pgwire's SCRAM exchange.
-#[derive(Debug)]
-struct Users(Arc<BTreeMap<String, ScramSecret>>);
+struct Users {
+    users: Arc<BTreeMap<String, ScramSecret>>,
+    salts: Arc<limits::MockSalts>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: never a secret in a log line.
+        f.debug_struct("Users").field("names", &self.users.keys().collect::<Vec<_>>()).finish()
+    }
+}
 
 #[async_trait]
 impl AuthSource for Users {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        if let Some(secret) = login.user().and_then(|u| self.0.get(u)) {
+        let name = login.user().unwrap_or_default();
+        if let Some(secret) = self.users.get(name) {
             return Ok(Password::new(Some(secret.salt.clone()), secret.salted_password.clone()));
         }
-        // An unknown user gets a secret no password matches, so the exchange fails the same
-        // way as a wrong password and does not tell which users exist.
-        let mut salt = vec![0u8; 16];
-        let mut nothing = vec![0u8; 32];
-        getrandom::fill(&mut salt).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        getrandom::fill(&mut nothing).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        Ok(Password::new(Some(salt), nothing))
+        // An unknown user gets a secret no password matches and the salt it would get on every
+        // attempt, so the exchange fails like a wrong password and does not tell which users exist.
+        Ok(Password::new(Some(self.salts.salt(name)), self.salts.stored_key(name)))
     }
 }
 
-/// One set of handlers per connection: a fresh SCRAM state machine, and the session as the
-/// lake stands when the connection opens.
-struct Handlers {
+/// What every connection shares: the lake's current session, the users, the limits.
+struct Shared {
     session: Arc<RwLock<Arc<SessionContext>>>,
     users: Arc<BTreeMap<String, ScramSecret>>,
+    salts: Arc<limits::MockSalts>,
     cert_pem: Option<Vec<u8>>,
+    limits: Arc<Limits>,
+    tls_required: bool,
 }
 
-impl Handlers {
-    fn service(&self) -> Arc<DfSessionService> {
-        let ctx = self.session.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-            // Last: the statements the hooks above take (SET, SHOW, BEGIN, cursors) never
-            // reach it; everything else is checked before datafusion-postgres runs it.
-            Arc::new(ReadOnly),
-        ];
-        Arc::new(DfSessionService::new_with_hooks(ctx, hooks))
-    }
+struct Limits {
+    query_memory: usize,
+    server_memory: Arc<dyn MemoryPool>,
+    statement_timeout: Duration,
+    max_connections: u32,
 }
 
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.service()
-    }
+impl Shared {
+    /// The handlers of one connection: its own session over the lake as it stands now (so a
+    /// SET stays in it), its own memory pool inside the server's, a fresh SCRAM exchange.
+    fn connection(&self, admitted: bool) -> datafusion::error::Result<Connection> {
+        let current = self.session.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let state = current.state();
+        let pool = Arc::new(limits::QueryPool::new(self.limits.query_memory, self.limits.server_memory.clone()));
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env()).with_memory_pool(pool).build_arc()?;
+        let ctx = Arc::new(SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(state).with_runtime_env(runtime).build(),
+        ));
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            vec![Arc::new(CursorStatementHook), Arc::new(SetShowHook), Arc::new(TransactionStatementHook)];
+        let service = DfSessionService::new_with_hooks(ctx.clone(), hooks);
+        let service = Arc::new(guard::Guarded::new(service, ctx, self.limits.statement_timeout));
 
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.service()
-    }
-
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        let mut scram = ScramAuth::new(Arc::new(Users(self.users.clone())));
+        let mut scram = ScramAuth::new(Arc::new(Users { users: self.users.clone(), salts: self.salts.clone() }));
         scram.set_iterations(ITERATIONS);
         if let Some(pem) = &self.cert_pem
             && let Err(e) = scram.configure_certificate(pem)
@@ -314,60 +381,32 @@ impl PgWireServerHandlers for Handlers {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
-        Arc::new(SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram))
+        let startup = Arc::new(limits::Gate {
+            inner: Arc::new(SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram)),
+            admitted,
+            tls_required: self.tls_required,
+            max_connections: self.limits.max_connections,
+        });
+        Ok(Connection { service, startup })
     }
 }
 
-/// Refuses every statement that would change the session's catalog or data.
-struct ReadOnly;
-
-impl ReadOnly {
-    async fn check(statement: &Statement, ctx: &SessionContext) -> Option<PgWireError> {
-        let plan = match ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement.clone()))).await {
-            Ok(plan) => plan,
-            // Not plannable: the normal path reports the same error.
-            Err(_) => return None,
-        };
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        options.verify_plan(&plan).err().map(|e| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".into(),
-                // read_only_sql_transaction
-                "25006".into(),
-                format!("opslake serve is read-only: {e}"),
-            )))
-        })
-    }
+/// One connection's handlers.
+struct Connection {
+    service: Arc<guard::Guarded>,
+    startup: Arc<limits::Gate<SASLAuthStartupHandler<DefaultServerParameterProvider>>>,
 }
 
-#[async_trait]
-impl QueryHook for ReadOnly {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        Self::check(statement, ctx).await.map(Err)
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
     }
 
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        Self::check(statement, ctx).await.map(Err)
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
     }
 
-    async fn handle_extended_query(
-        &self,
-        _statement: &Statement,
-        _plan: &LogicalPlan,
-        _params: &ParamValues,
-        _ctx: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        None
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
     }
 }
