@@ -548,11 +548,16 @@ mod serve {
 
     /// Starts `opslake serve` on a free port; the first line it prints names the port.
     fn start(project: &Path, secret: &str) -> Result<Server, String> {
+        start_with(project, secret, &[])
+    }
+
+    fn start_with(project: &Path, secret: &str, envs: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opslake"))
             .args(["serve", &project.display().to_string(), "--listen", "127.0.0.1:0"])
             .current_dir(project)
             .env("OPSLAKE_SERVE_USER", "analyst")
             .env("OPSLAKE_SERVE_PASSWORD_HASH", secret)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -651,6 +656,259 @@ mod serve {
         assert!(text(&out.stdout).trim().parse::<u64>().is_ok_and(|n| n > 0), "{}", text(&out.stderr));
     }
 
+    /// psycopg through tests/python/pg_attack.py: one JSON document out.
+    fn attack(server: &Server, mode: &str, arg: Option<&str>, stdin: &serde_json::Value) -> serde_json::Value {
+        let mut child = Command::new(tool("OPSLAKE_TEST_PYTHON"))
+            .arg(opslake_testkit::repo_root().join("tests/python/pg_attack.py"))
+            .args([mode, &server.port.to_string(), "analyst", PASSWORD])
+            .args(arg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        writeln!(child.stdin.take().expect("stdin"), "{stdin}").expect("writes");
+        let out = child.wait_with_output().expect("runs");
+        assert!(out.status.success(), "pg_attack {mode}: {}{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+    }
+
+    /// Every file under `dir` with its bytes: what must not change.
+    fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.insert(p.strip_prefix(dir).expect("under").to_path_buf(), std::fs::read(&p).expect("read"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The demo company's project with `serve:` settings added to its opslake.yml.
+    fn demo_project(tmp: &Path, serve: &str) -> PathBuf {
+        let demo = tmp.join("demo");
+        let out = opslake(&["demo", "--dir", &demo.display().to_string(), "--companies", "20"], tmp);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        if !serve.is_empty() {
+            let config = demo.join("opslake.yml");
+            let mut yml = std::fs::read_to_string(&config).expect("config");
+            yml.push_str(&format!("serve:\n{serve}"));
+            std::fs::write(&config, yml).expect("config");
+        }
+        demo
+    }
+
+    /// psql's `ERROR:  <SQLSTATE>: ...` with VERBOSITY verbose, for a refused statement.
+    fn psql_sqlstate(server: &Server, sql: &str) -> Option<String> {
+        let out = psql(server, PASSWORD, "disable", &["-v", "VERBOSITY=verbose", "-c", sql]);
+        if out.status.code() == Some(0) {
+            return None;
+        }
+        let err = text(&out.stderr);
+        Some(
+            err.lines()
+                .find_map(|l| l.strip_prefix("ERROR:  ").and_then(|r| r.split(':').next()))
+                .unwrap_or_else(|| panic!("{sql}: no SQLSTATE in {err}"))
+                .to_string(),
+        )
+    }
+
+    /// Writes, file access and server settings through both protocols, cursors and
+    /// multi-statement strings: each refused with its SQLSTATE, and every byte of the lake and
+    /// of the project the same afterwards, with no file written anywhere.
+    #[test]
+    #[ignore = "needs psql and psycopg: run with scripts/test"]
+    fn attacks_through_psql_and_psycopg_are_refused_and_change_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let demo = demo_project(tmp.path(), "");
+        let outside = tmp.path().join("outside.csv");
+        let before = files(&demo);
+        let server = start(&demo, &hash(tmp.path())).expect("serve starts");
+        let count = |server: &Server| {
+            let out = psql(server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT count(*) FROM finance.payments"]);
+            text(&out.stdout).trim().parse::<u64>().unwrap_or_else(|_| panic!("{}", text(&out.stderr)))
+        };
+        let payments = count(&server);
+        assert!(payments > 0);
+
+        let copy_out = format!("COPY (SELECT 1 AS x) TO '{}'", outside.display());
+        let writes = [
+            "BEGIN; DECLARE c CURSOR FOR INSERT INTO finance.payments SELECT * FROM finance.payments; FETCH ALL FROM c; COMMIT;",
+            "DECLARE c CURSOR FOR DELETE FROM crm.people RETURNING *",
+            "COPY (SELECT 1 AS x) TO 'x.csv'",
+            &copy_out,
+            "INSERT INTO finance.payments SELECT * FROM finance.payments",
+            "DELETE FROM crm.people",
+            "UPDATE crm.people SET email = NULL",
+            "TRUNCATE crm.people",
+            "WITH w AS (DELETE FROM crm.people RETURNING *) SELECT * FROM w",
+            "SELECT * INTO stolen FROM crm.people",
+            "CREATE TABLE stolen AS SELECT * FROM crm.people",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE crm.people",
+            "ALTER TABLE crm.people ADD COLUMN x INT",
+            "EXPLAIN ANALYZE INSERT INTO finance.payments SELECT * FROM finance.payments",
+            "PREPARE p AS INSERT INTO finance.payments SELECT * FROM finance.payments",
+            "SELECT 1; DROP TABLE crm.people",
+            "SELECT * FROM read_csv('/etc/passwd')",
+        ];
+        let settings = ["SET datafusion.execution.batch_size = 1", "SET ROLE postgres", "RESET ALL"];
+        for sql in writes {
+            assert_eq!(psql_sqlstate(&server, sql).as_deref(), Some("25006"), "psql: {sql}");
+        }
+        for sql in settings {
+            assert_eq!(psql_sqlstate(&server, sql).as_deref(), Some("42501"), "psql: {sql}");
+        }
+        // Not parsed by the Postgres parser: refused as a syntax error (DataFusion's own parser,
+        // which would take it, never sees it).
+        for sql in [
+            "COPY finance.payments TO 'payments.parquet' STORED AS PARQUET",
+            "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/passwd'",
+        ] {
+            assert_eq!(psql_sqlstate(&server, sql).as_deref(), Some("42601"), "psql: {sql}");
+        }
+        // Not planned means not run: a table that is no table, or a file as a table.
+        for sql in ["SELECT * FROM '/etc/passwd'", "SELECT * FROM nowhere"] {
+            assert_eq!(psql_sqlstate(&server, sql).as_deref(), Some("42000"), "psql: {sql}");
+        }
+
+        // The extended protocol: the same statements as prepared ones, and a second statement
+        // hidden behind a first.
+        let mut extended: Vec<&str> = writes.iter().copied().filter(|s| !s.contains(';')).collect();
+        extended.extend(settings);
+        extended.push("SELECT 1; DELETE FROM crm.people");
+        let results = attack(&server, "extended", None, &serde_json::json!(extended));
+        for r in results.as_array().expect("list") {
+            let (sql, code) = (r["sql"].as_str().expect("sql"), r["sqlstate"].as_str());
+            let expected = if settings.contains(&sql) {
+                "42501"
+            } else if sql.contains(';') {
+                "42601"
+            } else {
+                "25006"
+            };
+            assert_eq!(code, Some(expected), "psycopg prepared: {sql}: {r}");
+        }
+        // Server-side cursors over writes, as psycopg declares them; a read-only cursor works
+        // (through psql: psycopg's own cursor of a read crashes psycopg's C loader over
+        // datafusion-postgres, an interoperability gap, not a security one).
+        let cursors = serde_json::json!([
+            "INSERT INTO finance.payments SELECT * FROM finance.payments RETURNING *",
+            "DELETE FROM crm.people RETURNING *"
+        ]);
+        let results = attack(&server, "cursor", None, &cursors);
+        let codes: Vec<Option<&str>> =
+            results.as_array().expect("list").iter().map(|r| r["sqlstate"].as_str()).collect();
+        assert_eq!(codes, [Some("25006"), Some("25006")], "{results}");
+        let read = "BEGIN; DECLARE r CURSOR FOR SELECT 7 AS n; FETCH ALL FROM r; COMMIT;";
+        let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", read]);
+        assert!(text(&out.stdout).lines().any(|l| l == "7"), "{}{}", text(&out.stdout), text(&out.stderr));
+
+        // A SET stays in its connection; server settings stay the server's.
+        let iso = attack(&server, "isolation", None, &serde_json::json!(null));
+        assert_eq!(iso["a"]["set_server_setting"], "42501", "{iso}");
+        assert_eq!(iso["a"]["set_time_zone"], serde_json::Value::Null, "{iso}");
+        assert_eq!(iso["a"]["time_zone"], serde_json::json!([["Asia/Tokyo"]]), "{iso}");
+        assert_ne!(iso["b"]["time_zone"], iso["a"]["time_zone"], "{iso}");
+        assert_eq!(iso["a"]["heavy"], "57014", "a's 1 ms statement_timeout: {iso}");
+        assert_eq!(iso["b"]["light_rows"], serde_json::json!([["1000"]]), "b keeps the server's: {iso}");
+
+        // Reads still work; nothing changed, and nothing was written anywhere.
+        assert_eq!(count(&server), payments);
+        drop(server);
+        assert!(!outside.exists(), "COPY wrote outside the project");
+        let after = files(&demo);
+        let changed: Vec<&PathBuf> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert!(changed.is_empty(), "files changed, appeared or went: {changed:?}");
+    }
+
+    /// The connection cap: the one over it is refused with 53300 and a seat freed is taken.
+    /// Then 200 connections at once running queries too heavy for their limits: each fails
+    /// cleanly (memory 53200, time 57014) or finishes, none is dropped, a new connection answers
+    /// while they run and after, and the server's peak RSS stays near its memory bound.
+    #[test]
+    #[ignore = "needs psql and psycopg: run with scripts/test"]
+    fn limits_hold_under_two_hundred_heavy_connections() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let demo = demo_project(tmp.path(), "  max_connections: 5\n");
+        let secret = hash(tmp.path());
+        let server = start(&demo, &secret).expect("serve starts");
+        let cap = attack(&server, "cap", Some("5"), &serde_json::json!(null));
+        assert_eq!(cap["held"], 5, "{cap}");
+        // psycopg gives no SQLSTATE for a refused connection; the FATAL message is 53300's.
+        assert!(
+            cap["extra_message"].as_str().is_some_and(
+                |m| m.contains("FATAL:  sorry, too many clients already") && m.contains("max_connections is 5")
+            ),
+            "{cap}"
+        );
+        assert_eq!(cap["after_close"], serde_json::Value::Null, "{cap}");
+        drop(server);
+
+        let config = demo.join("opslake.yml");
+        let yml = std::fs::read_to_string(&config).expect("config").replace(
+            "  max_connections: 5\n",
+            "  max_connections: 250\n  query_memory_mib: 64\n  total_memory_mib: 512\n  statement_timeout_seconds: 5\n",
+        );
+        std::fs::write(&config, yml).expect("config");
+        let server = start(&demo, &secret).expect("serve starts");
+        let load = attack(&server, "load", Some("200"), &serde_json::json!(null));
+        assert_eq!(load["alone"], "53200", "a query over serve.query_memory_mib: {load}");
+        let outcomes = load["outcomes"].as_object().expect("outcomes");
+        for (outcome, n) in outcomes {
+            assert!(
+                ["ok", "53200", "57014"].contains(&outcome.as_str()),
+                "{n} connections ended with {outcome}: {load}"
+            );
+        }
+        let limited: u64 = ["53200", "57014"].iter().filter_map(|k| outcomes.get(*k)).filter_map(|v| v.as_u64()).sum();
+        assert!(limited >= 100, "the heavy queries should meet their limits: {load}");
+        assert_eq!(load["unfinished"], 0, "{load}");
+        for probe in ["probe_during", "probe_after"] {
+            assert_eq!(load[probe]["rows"], serde_json::json!([["1"]]), "{probe}: {load}");
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+        let peak_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmHWM");
+        eprintln!("200 heavy connections: {load}; server peak RSS {} MiB", peak_kib / 1024);
+        // The pools bound working memory (512 MiB); the rest is the process and its sessions.
+        assert!(peak_kib / 1024 < 512 + 768, "peak RSS {} MiB", peak_kib / 1024);
+    }
+
+    /// A query that panics fails alone: its client gets an error, the server goes on.
+    #[test]
+    #[ignore = "needs psql: run with scripts/test"]
+    fn a_query_that_panics_leaves_the_server_serving() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let project = tmp.path();
+        let mut server =
+            start_with(project, &hash(project), &[("OPSLAKE_SERVE_TEST_PANIC", "1")]).expect("serve starts");
+        for _ in 0..2 {
+            let out =
+                psql(&server, PASSWORD, "disable", &["-v", "VERBOSITY=verbose", "-c", "SELECT opslake_test_panic()"]);
+            assert_ne!(out.status.code(), Some(0));
+            assert!(text(&out.stderr).contains("XX000"), "{}", text(&out.stderr));
+            let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT 41 + 1"]);
+            assert_eq!(text(&out.stdout).trim(), "42", "{}", text(&out.stderr));
+        }
+        assert!(server.child.try_wait().expect("status").is_none(), "the server exited");
+    }
+
     #[test]
     #[ignore = "needs psql and openssl: run with scripts/test"]
     fn tls_is_offered_with_a_certificate_and_a_bad_one_stops_the_server() {
@@ -668,6 +926,20 @@ mod serve {
         let server = start(project, &secret).expect("serve starts with TLS");
         let out = psql(&server, PASSWORD, "require", &["-c", "\\conninfo"]);
         assert!(text(&out.stdout).contains("SSL connection"), "{}{}", text(&out.stdout), text(&out.stderr));
+        // Offered, not required: plaintext is served.
+        let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT 1"]);
+        assert_eq!(text(&out.stdout).trim(), "1", "{}", text(&out.stderr));
+        drop(server);
+
+        // Required: a plaintext client is refused before it authenticates.
+        std::fs::write(project.join("opslake.yml"), "serve:\n  tls: {cert: cert.pem, key: key.pem, required: true}\n")
+            .expect("config");
+        let server = start(project, &secret).expect("serve starts with TLS required");
+        let out = psql(&server, PASSWORD, "disable", &["-c", "SELECT 1"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(text(&out.stderr).contains("requires TLS"), "{}", text(&out.stderr));
+        let out = psql(&server, PASSWORD, "require", &["-A", "-t", "-c", "SELECT 1"]);
+        assert_eq!(text(&out.stdout).trim(), "1", "{}", text(&out.stderr));
         drop(server);
 
         // A key that does not match, or is not there: no fallback to plaintext.

@@ -37,6 +37,7 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{FutureExt, Sink, Stream};
+use tokio::runtime::Handle;
 
 /// The settings a client may SET or RESET: what drivers and BI tools send when they connect.
 /// Each changes only how this connection's results are written, never what can be read.
@@ -314,21 +315,29 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> PgWireError {
     )))
 }
 
-/// A memory refusal from the pools keeps its message and gets Postgres' `out_of_memory` code.
+/// A memory refusal gets Postgres' `out_of_memory` code and names the setting that decides
+/// it: DataFusion's own advice (raise `datafusion.runtime.memory_limit`) is not the client's
+/// to take.
 fn classify_error(e: PgWireError) -> PgWireError {
     let text = e.to_string();
-    if text.contains("Resources exhausted")
-        || text.contains("serve.query_memory_mib")
-        || text.contains("serve.total_memory_mib")
-    {
-        PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "53200".into(), text)))
-    } else {
-        e
+    let by_pool = text.contains("serve.query_memory_mib") || text.contains("serve.total_memory_mib");
+    if !by_pool && !text.contains("Resources exhausted") && !text.contains("Not enough memory") {
+        return e;
     }
+    let message = if by_pool {
+        text
+    } else {
+        format!(
+            "{text} (opslake serve: the limits are serve.query_memory_mib and serve.total_memory_mib in opslake.yml)"
+        )
+    };
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "53200".into(), message)))
 }
 
-/// Runs `work` under the statement's time limit with panics turned into errors.
-async fn guarded<T>(limit: Duration, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+/// Runs `work` with the query runtime as tokio's current one, under the statement's time
+/// limit, with panics turned into errors.
+async fn guarded<T>(limit: Duration, queries: &Handle, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+    let work = OnRuntime { handle: queries.clone(), inner: Box::pin(work) };
     match tokio::time::timeout(limit, AssertUnwindSafe(work).catch_unwind()).await {
         Err(_) => Err(timed_out(limit)),
         Ok(Err(payload)) => Err(panicked(payload.as_ref())),
@@ -336,15 +345,32 @@ async fn guarded<T>(limit: Duration, work: impl Future<Output = PgWireResult<T>>
     }
 }
 
+/// Polls a future with `handle` entered, so the tasks DataFusion spawns while planning and
+/// running land on the query runtime while the future itself stays with its connection.
+struct OnRuntime<F> {
+    handle: Handle,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for OnRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = self.handle.enter();
+        self.inner.as_mut().poll(cx)
+    }
+}
+
 /// Rows are made while they are sent, after the handler returned: the time limit, panics and
 /// memory errors are applied to the row stream too.
-fn guard_response(response: Response, deadline: tokio::time::Instant, limit: Duration) -> Response {
+fn guard_response(response: Response, deadline: tokio::time::Instant, limit: Duration, queries: &Handle) -> Response {
     match response {
         Response::Query(q) => {
             let rows = GuardedRows {
                 rows: q.data_rows,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 limit,
+                queries: queries.clone(),
                 done: false,
             };
             let mut guarded = QueryResponse::new(q.row_schema, rows);
@@ -359,7 +385,15 @@ struct GuardedRows {
     rows: Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
+    queries: Handle,
     done: bool,
+}
+
+impl GuardedRows {
+    fn end(&mut self, item: Option<PgWireResult<DataRow>>) -> Poll<Option<PgWireResult<DataRow>>> {
+        self.done = true;
+        Poll::Ready(item)
+    }
 }
 
 impl Stream for GuardedRows {
@@ -370,20 +404,16 @@ impl Stream for GuardedRows {
             return Poll::Ready(None);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self.done = true;
-            return Poll::Ready(Some(Err(timed_out(self.limit))));
+            let limit = self.limit;
+            return self.end(Some(Err(timed_out(limit))));
         }
         let this = &mut *self;
+        let _entered = this.queries.enter();
         match std::panic::catch_unwind(AssertUnwindSafe(|| this.rows.as_mut().poll_next(cx))) {
-            Ok(Poll::Ready(Some(Err(e)))) => {
-                this.done = true;
-                Poll::Ready(Some(Err(classify_error(e))))
-            }
+            Ok(Poll::Ready(Some(Err(e)))) => this.end(Some(Err(classify_error(e)))),
+            Ok(Poll::Ready(None)) => this.end(None),
             Ok(poll) => poll,
-            Err(payload) => {
-                this.done = true;
-                Poll::Ready(Some(Err(panicked(payload.as_ref()))))
-            }
+            Err(payload) => this.end(Some(Err(panicked(payload.as_ref())))),
         }
     }
 }
@@ -396,17 +426,18 @@ pub(super) struct Guarded {
     ctx: Arc<SessionContext>,
     sql: PostgresCompatibilityParser,
     timeout: Duration,
+    queries: Handle,
 }
 
 impl Guarded {
-    pub(super) fn new(inner: DfSessionService, ctx: Arc<SessionContext>, timeout: Duration) -> Self {
+    pub(super) fn new(inner: DfSessionService, ctx: Arc<SessionContext>, timeout: Duration, queries: Handle) -> Self {
         let inner = Arc::new(inner);
         let parser = Arc::new(GuardedParser {
             inner: ExtendedQueryHandler::query_parser(inner.as_ref()),
             ctx: ctx.clone(),
             sql: PostgresCompatibilityParser::new(),
         });
-        Self { inner, parser, ctx, sql: PostgresCompatibilityParser::new(), timeout }
+        Self { inner, parser, ctx, sql: PostgresCompatibilityParser::new(), timeout, queries }
     }
 }
 
@@ -437,8 +468,9 @@ impl SimpleQueryHandler for Guarded {
         }
         let limit = time_limit(client, self.timeout);
         let deadline = tokio::time::Instant::now() + limit;
-        let responses = guarded(limit, SimpleQueryHandler::do_query(self.inner.as_ref(), client, query)).await?;
-        Ok(responses.into_iter().map(|r| guard_response(r, deadline, limit)).collect())
+        let responses =
+            guarded(limit, &self.queries, SimpleQueryHandler::do_query(self.inner.as_ref(), client, query)).await?;
+        Ok(responses.into_iter().map(|r| guard_response(r, deadline, limit, &self.queries)).collect())
     }
 }
 
@@ -474,9 +506,9 @@ impl ExtendedQueryHandler for Guarded {
         // Every portal comes from a Parse the parser below checked, or from a checked DECLARE.
         let limit = time_limit(client, self.timeout);
         let deadline = tokio::time::Instant::now() + limit;
-        let response =
-            guarded(limit, ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)).await?;
-        Ok(guard_response(response, deadline, limit))
+        let work = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
+        let response = guarded(limit, &self.queries, work).await?;
+        Ok(guard_response(response, deadline, limit, &self.queries))
     }
 }
 

@@ -139,9 +139,12 @@ fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// The first step of every connection: refuses it with FATAL 53300 when the server is full,
-/// and 28000 when TLS is required and the client did not ask for it; then authentication.
+/// and 28000 when TLS is required and the client did not ask for it; then authentication, by
+/// `tls` on a TLS connection (SCRAM with channel binding) and by `plain` otherwise: a client
+/// offered channel binding over plaintext refuses to log in.
 pub(super) struct Gate<H> {
-    pub(super) inner: Arc<H>,
+    pub(super) plain: Arc<H>,
+    pub(super) tls: Option<Arc<H>>,
     pub(super) admitted: bool,
     pub(super) tls_required: bool,
     pub(super) max_connections: u32,
@@ -173,7 +176,10 @@ impl<H: StartupHandler> StartupHandler for Gate<H> {
                 ));
             }
         }
-        self.inner.on_startup(client, message).await
+        match &self.tls {
+            Some(tls) if client.is_secure() => tls.on_startup(client, message).await,
+            _ => self.plain.on_startup(client, message).await,
+        }
     }
 }
 

@@ -100,6 +100,7 @@ pub(crate) async fn serve(args: &ServeArgs) -> Result<(), CliError> {
         server_memory,
         statement_timeout: Duration::from_secs(config.statement_timeout_seconds.value),
         max_connections: config.max_connections.value,
+        queries: query_runtime()?,
     });
     let seats = Arc::new(Semaphore::new(limits.max_connections as usize));
     let session = Arc::new(RwLock::new(Arc::new(pg_session(&open).await?)));
@@ -353,6 +354,21 @@ struct Limits {
     server_memory: Arc<dyn MemoryPool>,
     statement_timeout: Duration,
     max_connections: u32,
+    queries: tokio::runtime::Handle,
+}
+
+/// The runtime queries run on, apart from the one that accepts connections and speaks the
+/// protocol: heavy queries then compete with each other for the CPU, never with a new
+/// client's handshake (DataFusion's advice for servers: a dedicated executor for plans).
+fn query_runtime() -> Result<tokio::runtime::Handle, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("opslake-query")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(ErrorClass::External, anyhow::anyhow!("cannot start the query runtime: {e}")))?;
+    // Kept for the process's life: a runtime dropped inside another one panics, and serve
+    // ends only when the process does.
+    Ok(Box::leak(Box::new(runtime)).handle().clone())
 }
 
 impl Shared {
@@ -369,11 +385,26 @@ impl Shared {
         let hooks: Vec<Arc<dyn QueryHook>> =
             vec![Arc::new(CursorStatementHook), Arc::new(SetShowHook), Arc::new(TransactionStatementHook)];
         let service = DfSessionService::new_with_hooks(ctx.clone(), hooks);
-        let service = Arc::new(guard::Guarded::new(service, ctx, self.limits.statement_timeout));
+        let service =
+            Arc::new(guard::Guarded::new(service, ctx, self.limits.statement_timeout, self.limits.queries.clone()));
 
+        let startup = Arc::new(limits::Gate {
+            plain: Arc::new(self.authentication(None)),
+            tls: self.cert_pem.as_deref().map(|pem| Arc::new(self.authentication(Some(pem)))),
+            admitted,
+            tls_required: self.tls_required,
+            max_connections: self.limits.max_connections,
+        });
+        Ok(Connection { service, startup })
+    }
+}
+
+impl Shared {
+    /// A fresh SCRAM exchange; with the certificate, one that offers channel binding.
+    fn authentication(&self, cert_pem: Option<&[u8]>) -> SASLAuthStartupHandler<DefaultServerParameterProvider> {
         let mut scram = ScramAuth::new(Arc::new(Users { users: self.users.clone(), salts: self.salts.clone() }));
         scram.set_iterations(ITERATIONS);
-        if let Some(pem) = &self.cert_pem
+        if let Some(pem) = cert_pem
             && let Err(e) = scram.configure_certificate(pem)
         {
             tracing::warn!("SCRAM channel binding is off: {e}");
@@ -381,13 +412,7 @@ impl Shared {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
-        let startup = Arc::new(limits::Gate {
-            inner: Arc::new(SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram)),
-            admitted,
-            tls_required: self.tls_required,
-            max_connections: self.limits.max_connections,
-        });
-        Ok(Connection { service, startup })
+        SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram)
     }
 }
 
