@@ -91,6 +91,10 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
         pipelines.sources.len()
     );
 
+    if let Some(file) = project.config_file.as_ref().filter(|_| config_parsed) {
+        warn_inline_secrets(&project, file);
+    }
+
     if problems.is_empty() {
         println!("ok");
         return Ok(());
@@ -100,4 +104,38 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
         eprintln!("{p}");
     }
     Err(CliError::new(ErrorClass::User, anyhow::anyhow!("{} problem(s) found", problems.len())))
+}
+
+/// A secret written in a file git tracks is in every clone and in the history for good.
+fn warn_inline_secrets(project: &Project, file: &std::path::Path) {
+    let inline: Vec<_> =
+        project.config.serve.users.iter().filter_map(|u| Some((u, u.password_hash.as_ref()?))).collect();
+    if inline.is_empty() || !tracked_by_git(file) {
+        return;
+    }
+    for (user, hash) in inline {
+        tracing::warn!(
+            "{}:{}: serve user '{}': password_hash is written in a file git tracks; keep it in the environment \
+             (password_hash_env) or a file outside the repository (password_hash_file)",
+            file.display(),
+            hash.referenced.line(),
+            user.name.value
+        );
+    }
+}
+
+fn tracked_by_git(file: &std::path::Path) -> bool {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -107,7 +107,46 @@ pub struct ServeUser {
     /// The user name clients log in with.
     pub name: Spanned<String>,
     /// The SCRAM-SHA-256 secret `opslake serve --hash-password` prints; never the password.
-    pub password_hash: Spanned<String>,
+    /// Written here, it is in every copy of the file: prefer `password_hash_env` or
+    /// `password_hash_file` (`opslake validate` warns when the file is tracked by git).
+    #[serde(default)]
+    pub password_hash: Option<Spanned<String>>,
+    /// The environment variable that holds the secret.
+    #[serde(default)]
+    pub password_hash_env: Option<Spanned<String>>,
+    /// A file that holds the secret (a mounted secret, say), relative to the project.
+    #[serde(default)]
+    pub password_hash_file: Option<Spanned<String>>,
+}
+
+/// Where a serve user's secret is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource<'a> {
+    /// In opslake.yml itself.
+    Inline(&'a str),
+    /// In the environment variable of that name.
+    Env(&'a str),
+    /// In the file at that path, relative to the project.
+    File(&'a str),
+}
+
+impl ServeUser {
+    /// The one place the secret is kept, or a message when there is none or more than one.
+    pub fn secret_source(&self) -> Result<SecretSource<'_>, String> {
+        let sources: Vec<SecretSource<'_>> = [
+            self.password_hash.as_ref().map(|v| SecretSource::Inline(&v.value)),
+            self.password_hash_env.as_ref().map(|v| SecretSource::Env(&v.value)),
+            self.password_hash_file.as_ref().map(|v| SecretSource::File(&v.value)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match sources.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("needs password_hash_env, password_hash_file or password_hash".into()),
+            _ => Err("has more than one of password_hash, password_hash_env and password_hash_file".into()),
+        }
+    }
 }
 
 /// A PEM certificate chain and its private key.
@@ -298,12 +337,19 @@ impl ProjectConfig {
                     format!("serve user '{}' is already defined on line {line}", u.name.value),
                 ));
             }
-            if let Err(msg) = crate::scram::ScramSecret::parse(&u.password_hash.value) {
-                problems.push(Problem::at(
-                    file,
-                    &u.password_hash,
-                    format!("serve user '{}': password_hash {msg}", u.name.value),
-                ));
+            match u.secret_source() {
+                Err(msg) => problems.push(Problem::at(file, &u.name, format!("serve user '{}' {msg}", u.name.value))),
+                Ok(SecretSource::Inline(text)) => {
+                    if let (Err(msg), Some(hash)) = (crate::scram::ScramSecret::parse(text), &u.password_hash) {
+                        problems.push(Problem::at(
+                            file,
+                            hash,
+                            format!("serve user '{}': password_hash {msg}", u.name.value),
+                        ));
+                    }
+                }
+                // Read where serve runs, which may not be where validate does.
+                Ok(SecretSource::Env(_) | SecretSource::File(_)) => {}
             }
         }
         let mut names: BTreeMap<&str, u64> = BTreeMap::new();
