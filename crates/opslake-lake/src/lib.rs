@@ -100,6 +100,13 @@ impl Lake {
     /// Opens the Delta table `id`, loaded at its latest version, or not yet created (then a
     /// local table's directory is made, as deltalake wants it to exist before the first write).
     pub async fn delta_table(&self, id: &TableId) -> Result<DeltaTable> {
+        // Every table written goes through here: a name that is not one plain segment (from a
+        // project file, say) is refused before it can resolve outside the lake.
+        let plain = |s: &str| opslake_schema::diag::is_identifier(s);
+        // The namespace is empty for system tables (`_rejects`); the name never is.
+        if !(id.namespace.is_empty() || plain(&id.namespace)) || !plain(&id.name) {
+            return Err(Error::Location { message: format!("'{id}' is not a table name opslake writes") });
+        }
         let url = self.table_url(id);
         if url.scheme() == "file"
             && let Ok(path) = url.to_file_path()
@@ -229,5 +236,21 @@ mod tests {
         assert_eq!(table_path(&TableId { namespace: String::new(), name: "_rejects".into() }), "_rejects");
         let lake = Lake::open(&StorageLocation::parse("s3://acme/lake").expect("url")).expect("opens");
         assert_eq!(lake.table_url(&id).as_str(), "s3://acme/lake/crm/people/");
+    }
+
+    #[tokio::test]
+    async fn a_table_name_that_is_not_one_plain_segment_is_refused_and_nothing_is_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(&StorageLocation::Local(dir.path().join("lake"))).expect("opens");
+        for name in ["../crm/people", "x/../../y", "a%2Fb", "a\\b", "..", "a?b", "a#b", "/abs", ""] {
+            let id = TableId { namespace: "test_failures".into(), name: name.into() };
+            let err = lake.delta_table(&id).await.err().unwrap_or_else(|| panic!("'{name}' was opened"));
+            assert!(err.to_string().contains("is not a table name opslake writes"), "{name}: {err}");
+        }
+        let made = |d: &std::path::Path| std::fs::read_dir(d).map_or(0, |e| e.count());
+        assert_eq!(made(&dir.path().join("lake")), 0, "nothing is made in the lake");
+        assert_eq!(made(dir.path()), 1, "nothing is made beside it");
+        let ok = TableId { namespace: "models".into(), name: "Customer_360".into() };
+        assert!(lake.delta_table(&ok).await.is_ok());
     }
 }

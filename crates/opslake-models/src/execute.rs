@@ -399,11 +399,21 @@ fn skip_reason(
 /// Defines the views `names` (in order) in `ctx`, as the selection reads them without
 /// rebuilding them. A view that does not compile stays undefined: what reads it fails with
 /// 'table not found', and building the view itself (`--select +model`) shows its own error.
+/// What the SQL of a model, view or test may be: a query. Tables are written by the engine
+/// from the query's rows, never by the project's SQL, so a model cannot write a canonical
+/// table, a file (COPY) or the session (SET, CREATE).
+fn query_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 async fn define_views(project: &Project, ctx: &SessionContext, names: &[String], target: &Path) {
     for name in names {
         let model = project.pipelines.model(name).expect("views of the project exist");
         if let Ok(sql) = compile_to_target(project, model, false, target)
-            && let Ok(df) = ctx.sql(&sql).await
+            && let Ok(df) = ctx.sql_with_options(&sql, query_only()).await
         {
             let _ = ctx.deregister_table(name.as_str());
             let _ = ctx.register_table(name.as_str(), df.into_view());
@@ -449,7 +459,8 @@ async fn run_model(
         let incremental = config.materialized == Materialized::Incremental && exists && !options.full_refresh;
         let sql = compile_to_target(project, model, incremental, &options.target_dir)
             .map_err(|message| Failure { message })?;
-        let df = ctx.sql(&sql).await.map_err(|e| Failure::sql(model, &compiled_rel, &sql, &e))?;
+        let df =
+            ctx.sql_with_options(&sql, query_only()).await.map_err(|e| Failure::sql(model, &compiled_rel, &sql, &e))?;
         match config.materialized {
             Materialized::View => {
                 let _ = ctx.deregister_table(model.name.as_str());
@@ -569,7 +580,7 @@ async fn run_test(
             .map_err(|e| Failure { message: e.to_string() })?;
         let at = format!("{}:{}", test.file, test.line);
         let df = ctx
-            .sql(&rendered.sql)
+            .sql_with_options(&rendered.sql, query_only())
             .await
             .map_err(|e| Failure { message: format!("{at}: {e} (compiled SQL: target/{compiled_rel})") })?;
         // The offending rows are kept for inspection (a pass empties the previous failures),

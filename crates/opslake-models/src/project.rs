@@ -482,6 +482,20 @@ fn generic_test(
         }
     };
     let Some(column) = column else { return needs_column(problems) };
+    // A test is named after its column (and field), and stored under that name in the lake and
+    // the target folder: a name that is not an identifier could lead either path elsewhere.
+    let field = match &kind {
+        TestKind::Relationships { field, .. } => Some(field.as_str()),
+        _ => None,
+    };
+    if let Some(bad) =
+        [Some(column.as_str()), field].into_iter().flatten().find(|n| !opslake_schema::diag::is_identifier(n))
+    {
+        return fail(
+            problems,
+            format!("'{kind_name}' on '{bad}': a tested column must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"),
+        );
+    }
     let name = match &kind {
         TestKind::Relationships { field, .. } => format!("{kind_name}_{model}_{column}__{field}"),
         _ => format!("{kind_name}_{model}_{column}"),

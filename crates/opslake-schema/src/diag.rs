@@ -92,6 +92,16 @@ fn key_on_line(text: &str, line: u64) -> Option<&str> {
     (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(key)
 }
 
+/// True for names that are safe as one segment of a path or URL and as a SQL identifier:
+/// `[A-Za-z_][A-Za-z0-9_]*`, at most 128 characters. Never `.`, `..`, a separator or an
+/// escape, so a name from a project file cannot lead a path out of its directory.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// True for names usable unquoted as SQL identifiers and file names: `[a-z][a-z0-9_]*`.
 pub fn is_snake_case(name: &str) -> bool {
     let mut chars = name.chars();
