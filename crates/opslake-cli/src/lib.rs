@@ -239,11 +239,24 @@ fn docs_schema(out: &std::path::Path) -> Result<(), CliError> {
     let pages = opslake_schema::docs::schema_reference(&contract);
     std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
     let wanted: Vec<&str> = pages.iter().map(|(name, _)| name.as_str()).collect();
+    // Only its own pages, told by their first line: `--out` may be a folder with other files.
+    let generated = |path: &std::path::Path| {
+        std::fs::read_to_string(path).is_ok_and(|text| opslake_schema::docs::is_generated(&text))
+    };
+    for name in &wanted {
+        let path = out.join(name);
+        if path.exists() && !generated(&path) {
+            return Err(CliError::user(format!(
+                "{} was not written by `opslake docs schema`; not replacing it (choose another --out)",
+                path.display()
+            )));
+        }
+    }
     let existing = std::fs::read_dir(out).map_err(|e| CliError::io(out, e))?;
     for entry in existing {
         let path = entry.map_err(|e| CliError::io(out, e))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if path.extension().is_some_and(|e| e == "md") && !wanted.contains(&name.as_str()) {
+        if path.extension().is_some_and(|e| e == "md") && !wanted.contains(&name.as_str()) && generated(&path) {
             std::fs::remove_file(&path).map_err(|e| CliError::io(&path, e))?;
         }
     }

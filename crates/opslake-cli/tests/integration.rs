@@ -169,6 +169,34 @@ mod cli {
 mod docs {
     use super::*;
 
+    /// `docs schema --out` replaces and removes only pages it wrote (told by their first line):
+    /// a folder with a user's files is safe to point it at.
+    #[test]
+    fn docs_schema_touches_only_its_own_pages() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("docs");
+        let out_arg = out.display().to_string();
+        let first = opslake(&["docs", "schema", "--out", &out_arg], tmp.path());
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+        let readme = std::fs::read_to_string(out.join("README.md")).expect("a generated page");
+        std::fs::write(out.join("notes.md"), "# my notes\n").expect("user file");
+        std::fs::write(out.join("old_namespace.md"), &readme).expect("a stale generated page");
+        let again = opslake(&["docs", "schema", "--out", &out_arg], tmp.path());
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+        assert_eq!(std::fs::read_to_string(out.join("notes.md")).expect("kept"), "# my notes\n");
+        assert!(!out.join("old_namespace.md").exists(), "a stale generated page is removed");
+        // A page of the user's where a generated one would go: refused, left as it was.
+        std::fs::write(out.join("README.md"), "# my project\n").expect("user readme");
+        let refused = opslake(&["docs", "schema", "--out", &out_arg], tmp.path());
+        assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+        assert!(
+            text(&refused.stderr).contains("was not written by `opslake docs schema`"),
+            "{}",
+            text(&refused.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(out.join("README.md")).expect("kept"), "# my project\n");
+    }
+
     #[test]
     fn generated_schema_reference_matches_the_committed_one() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -253,6 +253,58 @@ async fn publish_writes_a_switched_snapshot_with_the_lake_row_counts() {
     }
 }
 
+/// Pruning takes only the snapshots publish made, and only the files they list: a user's folders
+/// beside them, a file dropped into a snapshot, and a folder outside reached by a symlink stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_prunes_only_its_own_snapshots_and_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let out_dir = dir.path().join("bi");
+    let (lake_arg, out_arg) = (lake.display().to_string(), out_dir.display().to_string());
+    assert_eq!(ingest(&lake, &[]).status.code(), Some(0));
+    let publish = || {
+        let out = opslake(&["publish", ".", "--lake", &lake_arg, "--out", &out_arg]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let manifest: opslake_lake::publish::PublishManifest =
+            serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).expect("manifest")).expect("parses");
+        manifest.snapshot_id
+    };
+    let first = publish();
+    let snapshots = out_dir.join("snapshots");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("dir");
+    std::fs::write(outside.join("keep.parquet"), b"not publish's").expect("file");
+    let planted = [
+        snapshots.join("0_user/keep.txt"),
+        snapshots.join(".archive/a.parquet"),
+        snapshots.join("2019/b.parquet"),
+        snapshots.join(&first).join("notes.txt"),
+    ];
+    for p in &planted {
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        std::fs::write(p, b"mine").expect("file");
+    }
+    std::os::unix::fs::symlink(&outside, snapshots.join("0000-link")).expect("symlink");
+    for _ in 0..3 {
+        publish();
+    }
+    for p in &planted {
+        assert_eq!(std::fs::read(p).expect("still there"), b"mine", "{}", p.display());
+    }
+    assert!(outside.join("keep.parquet").exists(), "a file reached through a symlink was deleted");
+    // The first snapshot's own files are gone; the user's note keeps its folder.
+    let left: Vec<String> = std::fs::read_dir(snapshots.join(&first))
+        .expect("kept for the note")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    let ours = std::fs::read_dir(&snapshots)
+        .expect("dir")
+        .filter(|e| e.as_ref().expect("entry").path().join("manifest.json").exists())
+        .count();
+    assert_eq!(ours, 2, "the two newest snapshots");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn maintain_compacts_and_vacuums_without_changing_content() {
     let dir = tempfile::tempdir().expect("tempdir");

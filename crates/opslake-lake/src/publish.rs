@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use opslake_schema::{Contract, StorageLocation};
@@ -137,9 +137,9 @@ pub async fn publish(
     if let StorageLocation::Local(dir) = out {
         point_current(dir, &snapshot_id)?;
     }
-    prune(store.as_ref(), &snapshot_id).await?;
+    let pruned = prune(store.as_ref(), &snapshot_id).await?;
     if let StorageLocation::Local(dir) = out {
-        remove_empty_snapshot_dirs(dir);
+        remove_empty_snapshot_dirs(dir, &pruned);
     }
     Ok(manifest)
 }
@@ -194,8 +194,9 @@ fn point_current(_dir: &std::path::Path, _snapshot_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A local store deletes files, not the directories they were in.
-fn remove_empty_snapshot_dirs(dir: &std::path::Path) {
+/// A local store deletes files, not the directories they were in: those of the snapshots just
+/// pruned go too, when nothing else is left in them.
+fn remove_empty_snapshot_dirs(dir: &std::path::Path, pruned: &[String]) {
     fn prune_dir(path: &std::path::Path) -> bool {
         let Ok(entries) = std::fs::read_dir(path) else { return false };
         let mut empty = true;
@@ -205,27 +206,60 @@ fn remove_empty_snapshot_dirs(dir: &std::path::Path) {
         }
         empty && std::fs::remove_dir(path).is_ok()
     }
-    if let Ok(entries) = std::fs::read_dir(dir.join("snapshots")) {
-        for e in entries.flatten() {
-            prune_dir(&e.path());
+    for id in pruned {
+        let path = dir.join("snapshots").join(id);
+        if path.is_dir() && !path.is_symlink() {
+            prune_dir(&path);
         }
     }
 }
 
 /// Deletes snapshots older than the [`KEEP`] newest (ids are UUIDv7: text order is time order).
-async fn prune(store: &dyn ObjectStore, current: &str) -> Result<()> {
+/// Only snapshots it made, and only the files it wrote: a folder counts as a snapshot when its
+/// name is a UUIDv7 and its own manifest says so, and what is deleted is what that manifest
+/// lists, never a listing of the folder. Files a user put there stay; so does a snapshot cut
+/// short before its manifest (a later one made with the same name is impossible).
+async fn prune(store: &dyn ObjectStore, current: &str) -> Result<Vec<String>> {
     let listed = store.list_with_delimiter(Some(&Path::from("snapshots"))).await.map_err(store_err("snapshots/"))?;
-    let mut ids: Vec<String> = listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+    let mut ids: Vec<String> = listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7 && u.to_string() == *id))
+        .collect();
     ids.sort();
     ids.retain(|id| id.as_str() <= current);
     let old = ids.len().saturating_sub(KEEP);
+    let mut pruned = Vec::new();
     for id in &ids[..old] {
-        let prefix = Path::from(format!("snapshots/{id}"));
-        let files: Vec<_> =
-            store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await.map_err(store_err(id))?;
-        for f in files {
-            store.delete(&f).await.map_err(store_err(f.as_ref()))?;
+        let inner = Path::from(format!("snapshots/{id}/manifest.json"));
+        let manifest: PublishManifest = match store.get(&inner).await {
+            Ok(got) => match serde_json::from_slice(&got.bytes().await.map_err(store_err(inner.as_ref()))?) {
+                Ok(m) => m,
+                Err(_) => continue,
+            },
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(store_err(inner.as_ref())(e)),
+        };
+        if manifest.snapshot_id != *id {
+            continue;
         }
+        let own = format!("snapshots/{id}/");
+        for table in &manifest.tables {
+            // A manifest is data: a path in it that leaves its folder is not deleted.
+            let safe = table.path.strip_prefix(&own).is_some_and(|rest| {
+                rest.ends_with(".parquet") && rest.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            });
+            if !safe {
+                continue;
+            }
+            match store.delete(&Path::from(table.path.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err(&table.path)(e)),
+            }
+        }
+        store.delete(&inner).await.map_err(store_err(inner.as_ref()))?;
+        pruned.push(id.clone());
     }
-    Ok(())
+    Ok(pruned)
 }

@@ -5,6 +5,11 @@ use std::fmt::Write as _;
 
 use crate::contract::{Column, Contract, Table};
 
+/// True for a page `opslake docs schema` wrote: the only pages it replaces or removes.
+pub fn is_generated(text: &str) -> bool {
+    text.starts_with(HEADER)
+}
+
 const HEADER: &str = "<!-- Generated from schemas/canonical by `opslake docs schema`. Do not edit. -->\n\n";
 
 /// `(file name, content)` for every page of the schema reference.
