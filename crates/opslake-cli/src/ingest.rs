@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 use opslake_lake::Lake;
 use opslake_lake::ingest::{Event, IngestOptions, IngestReport, Input, RunContext, ingest};
-use opslake_schema::{Contract, ErrorClass, Privacy, StorageLocation};
+use opslake_schema::{Contract, ErrorClass, KEY_ENV, PersonalKey, Privacy, StorageLocation};
 use opslake_sources::ToolRegistry;
 use opslake_sources::parse::DateOrder;
 
@@ -59,6 +59,29 @@ pub(crate) struct Sources<'a> {
     pub connection: &'a str,
 }
 
+/// The key of the personal-data hashes, from where opslake.yml says or [`KEY_ENV`]; `None`
+/// when none is set (an old lake's salt may still serve: ingest decides). Messages name where
+/// the key was looked for, never what it holds.
+fn personal_key(project: &opslake_schema::Project) -> Result<Option<PersonalKey>, CliError> {
+    let data = &project.config.personal_data;
+    let (text, from) = if let Some(var) = &data.key_env {
+        let text = std::env::var(&var.value)
+            .map_err(|_| CliError::user(format!("personal_data.key_env {} is not set", var.value)))?;
+        (text, format!("personal_data.key_env {}", var.value))
+    } else if let Some(file) = &data.key_file {
+        let path = project.path(&file.value);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CliError::user(format!("personal_data.key_file {}: {e}", path.display())))?;
+        (text, format!("personal_data.key_file {}", path.display()))
+    } else {
+        match std::env::var(KEY_ENV) {
+            Ok(text) => (text, KEY_ENV.to_string()),
+            Err(_) => return Ok(None),
+        }
+    };
+    PersonalKey::parse_hex(&text).map(Some).map_err(|e| CliError::user(format!("{from} {e}")))
+}
+
 impl IngestPlan {
     /// Loads the project's tools and privacy policy and lists the input files.
     pub fn prepare(
@@ -91,7 +114,8 @@ impl IngestPlan {
             let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
             CliError::user(format!("invalid personal_data policy:\n{text}"))
         })?;
-        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy) };
+        let key = if privacy.hashes() { personal_key(project)? } else { None };
+        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy), key };
         Ok(Self { registry, inputs, options, max_reject_ratio: project.config.max_reject_ratio.value })
     }
 
@@ -235,6 +259,7 @@ impl Progress {
                 self.bar.set_message(format!("committing {table}"));
                 tracing::debug!(target: PROGRESS, table, "committing");
             }
+            Event::Warning(message) => self.bar.suspend(|| tracing::warn!("{message}")),
         }
     }
 

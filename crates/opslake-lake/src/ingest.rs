@@ -60,11 +60,14 @@ pub struct IngestOptions {
     pub lock_ttl: std::time::Duration,
     /// The personal-data policy; `None` writes every value as it came.
     pub privacy: Option<opslake_schema::Privacy>,
+    /// The key of the policy's hashes, from outside the lake; needed when the policy hashes,
+    /// unless the lake still has an older opslake's salt.
+    pub key: Option<opslake_schema::PersonalKey>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { full_refresh: false, lock_ttl: crate::lock::DEFAULT_TTL, privacy: None }
+        Self { full_refresh: false, lock_ttl: crate::lock::DEFAULT_TTL, privacy: None, key: None }
     }
 }
 
@@ -179,6 +182,8 @@ pub enum Event<'a> {
     Skipped(&'a str),
     /// A table is being committed.
     Committing(&'a str),
+    /// Something the user should act on that does not stop the run.
+    Warning(&'a str),
 }
 
 /// Settings of one run.
@@ -297,8 +302,8 @@ pub async fn ingest_held(
 
     let redactor = match &options.privacy {
         Some(p) if !p.keeps_everything() || p.drops_sensitive_keys() => {
-            let salt = if p.hashes() { crate::salt::salt(lake).await? } else { Vec::new() };
-            Some(Arc::new(Redactor::new(p.clone(), salt)))
+            let key = if p.hashes() { hash_key(lake, options, progress).await? } else { Vec::new() };
+            Some(Arc::new(Redactor::new(p.clone(), key)))
         }
         _ => None,
     };
@@ -588,6 +593,49 @@ fn read_stream(
 }
 
 /// Threads that map one file's chunks: `OPSLAKE_THREADS`, else one per core.
+/// The key of the hashes: the one given from outside the lake. A lake an older opslake wrote
+/// may hold its salt instead: used, with a warning saying how to move it, when no key is given,
+/// since its hashes must go on matching; a different key is refused unless every table is
+/// rebuilt, because old and new hashes of one email would silently stop joining.
+async fn hash_key(
+    lake: &Lake,
+    options: &IngestOptions,
+    progress: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Result<Vec<u8>> {
+    let legacy = crate::salt::legacy(lake).await?;
+    let salt = crate::salt::SALT_PATH;
+    let env = opslake_schema::KEY_ENV;
+    match (&options.key, legacy) {
+        (Some(key), Some(old)) if key.bytes() == old.as_slice() => {
+            progress(Event::Warning(&format!(
+                "the personal-data key is also kept in the lake ({salt}), where whoever can read the lake can \
+                 read it: delete {salt}"
+            )));
+            Ok(old)
+        }
+        (Some(_), Some(_)) if !options.full_refresh => Err(Error::Location {
+            message: format!(
+                "the personal-data key differs from the salt this lake was hashed with ({salt}): hashes would stop \
+                 matching. Use the salt's value as the key, or rebuild every table with --full-refresh"
+            ),
+        }),
+        (Some(key), _) => Ok(key.bytes().to_vec()),
+        (None, Some(old)) => {
+            progress(Event::Warning(&format!(
+                "hashing with the salt kept in the lake ({salt}), which whoever can read the lake can read: move \
+                 it out (put its contents in {env}, or in a file named by personal_data.key_file), then delete {salt}"
+            )));
+            Ok(old)
+        }
+        (None, None) => Err(Error::Location {
+            message: format!(
+                "the personal-data policy hashes values and needs a key kept outside the lake: set {env} or \
+                 personal_data.key_env / key_file in opslake.yml (make one with `openssl rand -hex 32`)"
+            ),
+        }),
+    }
+}
+
 fn ingest_threads() -> usize {
     std::env::var("OPSLAKE_THREADS")
         .ok()

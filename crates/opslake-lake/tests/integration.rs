@@ -1266,7 +1266,14 @@ mod finance_invariants {
 mod personal_data {
     use super::*;
     use arrow::util::display::{ArrayFormatter, FormatOptions};
-    use opslake_schema::{PersonalData, Privacy};
+    use opslake_schema::{PersonalData, PersonalKey, Privacy};
+
+    const KEY_HEX: &str = "6b65792d6f662d7468652d746573742d6b65792d6f662d7468652d7465737421";
+
+    /// The key of the hashes, as it would come from outside the lake.
+    fn key() -> Option<PersonalKey> {
+        Some(PersonalKey::parse_hex(KEY_HEX).expect("hex"))
+    }
 
     const RAW: [&str; 6] =
         ["Zorbina", "Quixleigh", "zorbina.quixleigh@example.org", "987-65-4321", "Vermilion", "Yzolde"];
@@ -1333,7 +1340,7 @@ mod personal_data {
         let inputs = exports(dir.path());
         let config = PersonalData::parse("opslake.yml", policy).expect("policy");
         let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
-        let options = IngestOptions { privacy: Some(privacy), ..IngestOptions::default() };
+        let options = IngestOptions { privacy: Some(privacy), key: key(), ..IngestOptions::default() };
         let lake = dir.path().join("lake");
         let report = run_with(&lake, &inputs, None, &options).await;
         (dir, report)
@@ -1398,7 +1405,8 @@ mod personal_data {
         let config = PersonalData::parse("opslake.yml", "namespaces: {hr: hash, crm: hash}").expect("policy");
         let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
         let lake = dir.path().join("lake");
-        let report = run_with(&lake, &inputs, None, &IngestOptions { privacy: Some(privacy), ..options() }).await;
+        let options = IngestOptions { privacy: Some(privacy), key: key(), ..options() };
+        let report = run_with(&lake, &inputs, None, &options).await;
         assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
         assert!(report.files.iter().map(|f| f.rows_written).sum::<u64>() >= 5, "{:?}", report.files);
         let text = lake_text(&lake);
@@ -1427,6 +1435,107 @@ mod personal_data {
             query(&lake, "SELECT count(*) FROM hr.payroll_lines WHERE amount IS NULL AND line_type IS NOT NULL").await;
         let n = lines[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count").value(0);
         assert_eq!(n, 4, "gross, net, one earning, one tax");
+    }
+
+    /// Values that fail to parse in hashed columns: a malformed email (which also feeds a
+    /// domain column that is not personal) and an impossible birth date. Their rejects are
+    /// there, and neither their reason, raw value nor raw record holds the value in clear,
+    /// under a namespace hash and under a column-level hash with the namespace kept.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn malformed_personal_values_never_reach_rejects_in_clear() {
+        let raw = ["Zorbina.at.example.org", "zorbina.at.example.org", "1987-02-30"];
+        for policy in [
+            "namespaces: {crm: hash, hr: hash}",
+            "columns: {crm.people.email: hash, hr.employees.date_of_birth: drop, hr.employees.work_email: hash}",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let hubspot = dir.path().join("hubspot_contacts.csv");
+            std::fs::write(
+                &hubspot,
+                "Record ID,First Name,Last Name,Email,Create Date\n501,Zorbina,Quixleigh,Zorbina.at.example.org,2/5/24 1:51\n",
+            )
+            .expect("write");
+            let bamboo = dir.path().join("employee.json");
+            std::fs::write(
+                &bamboo,
+                r#"{"id": "77", "firstName": "Zorbina", "lastName": "Quixleigh", "employeeNumber": "E-77", "hireDate": "2024-02-01",
+                    "workEmail": "zorbina.at.example.org", "dateOfBirth": "1987-02-30", "jobTitle": "AE"}"#,
+            )
+            .expect("write");
+            let config = PersonalData::parse("opslake.yml", policy).expect("policy");
+            let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+            let lake = dir.path().join("lake");
+            let inputs = [input(hubspot, Some("hubspot")), input(bamboo, Some("bamboohr"))];
+            let report =
+                run_with(&lake, &inputs, None, &IngestOptions { privacy: Some(privacy), key: key(), ..options() })
+                    .await;
+            assert!(report.files.iter().all(|f| f.error.is_none()), "{policy}: {:?}", report.files);
+            let nulled: u64 = report.files.iter().map(|f| f.values_nulled).sum();
+            assert!(
+                nulled >= 3,
+                "{policy}: the email, its domain and the date are rejected values: {:?}",
+                report.files
+            );
+            let text = lake_text(&lake);
+            for value in raw {
+                let at = text.find(value).map(|i| {
+                    let from = text.floor_char_boundary(i.saturating_sub(120));
+                    text[from..text.ceil_char_boundary(i + value.len())].to_string()
+                });
+                assert!(at.is_none(), "{policy}: {value} is in the lake: ...{}", at.unwrap_or_default());
+            }
+        }
+    }
+
+    /// The key lives outside the lake: hashing without one is refused and none is kept in the
+    /// lake. A lake an older opslake wrote keeps its salt working, with a warning, and hashes as
+    /// the same value given as the key; another key is refused unless the tables are rebuilt.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_key_lives_outside_the_lake_and_an_old_salt_still_serves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inputs = exports(dir.path());
+        let config = PersonalData::parse("opslake.yml", "namespaces: {crm: hash}").expect("policy");
+        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let run = |lake: PathBuf, key: Option<PersonalKey>, full_refresh: bool| {
+            let (inputs, privacy) = (inputs.clone(), privacy.clone());
+            async move {
+                let l = Lake::open(&StorageLocation::Local(lake)).expect("lake");
+                let options = IngestOptions { privacy: Some(privacy), key, full_refresh, ..options() };
+                let mut warnings = Vec::new();
+                let result = ingest(&l, &contract(), &tools(None), &inputs, &RunContext::start(), &options, &mut |e| {
+                    if let opslake_lake::ingest::Event::Warning(w) = e {
+                        warnings.push(w.to_string());
+                    }
+                })
+                .await;
+                (result.map(|_| ()).map_err(|e| e.to_string()), warnings)
+            }
+        };
+        let emails = |lake: PathBuf| async move {
+            let rows = query(&lake, "SELECT email FROM crm.people WHERE email IS NOT NULL ORDER BY email").await;
+            opslake_testkit::sorted_csv(&rows, &[], &|_, v| v)
+        };
+
+        let (err, _) = run(dir.path().join("none"), None, false).await;
+        assert!(err.as_ref().is_err_and(|e| e.contains("OPSLAKE_PERSONAL_DATA_KEY")), "{err:?}");
+        let keyed = dir.path().join("keyed");
+        assert_eq!(run(keyed.clone(), key(), false).await, (Ok(()), vec![]));
+        assert!(!keyed.join("_opslake/salt").exists(), "no key is kept in the lake");
+        assert!(!lake_text(&keyed).contains(KEY_HEX));
+
+        // An old lake: its salt is the key's value, written where older versions kept it.
+        let old = dir.path().join("old");
+        std::fs::create_dir_all(old.join("_opslake")).expect("dir");
+        std::fs::write(old.join("_opslake/salt"), KEY_HEX).expect("salt");
+        let (result, warnings) = run(old.clone(), None, false).await;
+        assert_eq!(result, Ok(()));
+        assert!(warnings.iter().any(|w| w.contains("move it out")), "{warnings:?}");
+        assert_eq!(emails(old.clone()).await, emails(keyed.clone()).await, "the salt hashes as the same key");
+        let other = Some(PersonalKey::parse_hex(&"ab".repeat(32)).expect("hex"));
+        let (refused, _) = run(old.clone(), other.clone(), false).await;
+        assert!(refused.is_err_and(|e| e.contains("--full-refresh")));
+        assert_eq!(run(old.clone(), other, true).await.0, Ok(()));
+        assert_ne!(emails(old).await, emails(keyed).await, "rebuilt under the new key");
     }
 
     #[tokio::test(flavor = "multi_thread")]

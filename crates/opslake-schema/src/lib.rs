@@ -26,7 +26,7 @@ pub use config::{
 pub use contract::{Column, Contract, EnvelopeRole, Table, TableId, WriteMode};
 pub use diag::{ErrorClass, Problem};
 pub use location::{ObjectStoreKind, StorageLocation};
-pub use privacy::{PersonalData, PiiAction, Privacy};
+pub use privacy::{KEY_ENV, PersonalData, PersonalKey, PiiAction, Privacy};
 pub use types::ColumnType;
 
 /// Errors of this crate.

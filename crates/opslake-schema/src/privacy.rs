@@ -67,6 +67,49 @@ pub struct PersonalData {
     /// Keep custom fields that hold bank details (account and routing numbers, IBAN).
     #[serde(default)]
     pub keep_bank_details: bool,
+    /// The environment variable holding the key of the hashes (hex, 32 bytes or more). With
+    /// neither this nor `key_file`, the key is [`KEY_ENV`]'s.
+    #[serde(default)]
+    pub key_env: Option<Spanned<String>>,
+    /// A file holding the key (hex), relative to the project: outside the lake, so those who
+    /// can read the lake cannot recompute a hash from a guessed email.
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
+}
+
+/// The environment variable the key of the hashes is read from when opslake.yml names none.
+pub const KEY_ENV: &str = "OPSLAKE_PERSONAL_DATA_KEY";
+
+/// The key of the personal-data hashes. Its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PersonalKey(Vec<u8>);
+
+impl fmt::Debug for PersonalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PersonalKey(..)")
+    }
+}
+
+impl PersonalKey {
+    /// A key written as hex (`openssl rand -hex 32`), 16 bytes at least; the error never
+    /// repeats the text.
+    pub fn parse_hex(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bytes: Option<Vec<u8>> = (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect();
+        match bytes {
+            Some(b) if b.len() >= 16 => Ok(Self(b)),
+            Some(_) => Err("is shorter than 32 hex digits (make one with `openssl rand -hex 32`)".into()),
+            None => Err("is not hex (make one with `openssl rand -hex 32`)".into()),
+        }
+    }
+
+    /// The key's bytes, for the keyed hash.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl PersonalData {
@@ -108,6 +151,9 @@ impl Privacy {
     /// a problem with its line.
     pub fn resolve(config: &PersonalData, contract: &Contract, file: &str) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
+        if let (Some(_), Some(key_file)) = (&config.key_env, &config.key_file) {
+            problems.push(Problem::at(file, key_file, "personal_data: key_env and key_file name two keys; keep one"));
+        }
         let namespaces = contract.namespaces();
         for (ns, action) in &config.namespaces {
             if !namespaces.contains(ns.as_str()) {
@@ -182,7 +228,15 @@ impl Privacy {
         !self.keep_national_ids || !self.keep_bank_details
     }
 
-    /// Whether any value is hashed: then the lake's salt is needed.
+    /// The strictest action of any personal value of `table`: what a raw record of it, or a
+    /// raw value rejected from it, gets, since a raw record holds every column of the source
+    /// and a rejected value may be derived from a personal one (a domain from an email).
+    pub fn strictest_in(&self, table: &str) -> PiiAction {
+        let columns = self.columns.get(table).into_iter().flat_map(BTreeMap::values).copied();
+        columns.chain([self.records(table)]).max().unwrap_or_default()
+    }
+
+    /// Whether any value is hashed: then the key is needed.
     pub fn hashes(&self) -> bool {
         self.tables.values().any(|a| *a == PiiAction::Hash)
             || self.columns.values().flat_map(BTreeMap::values).any(|a| *a == PiiAction::Hash)

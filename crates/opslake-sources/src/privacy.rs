@@ -13,11 +13,17 @@ use crate::mapping::RejectRecord;
 
 type HmacSha256 = hmac::Hmac<sha2_hmac::Sha256>;
 
-/// The policy with the lake's salt: applies it to values, batches and reject records.
-#[derive(Debug)]
+/// The policy with the key of its hashes: applies it to values, batches and reject records.
 pub struct Redactor {
     privacy: Privacy,
     salt: Vec<u8>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: one `{:?}` in a log line would undo every hash.
+        f.debug_struct("Redactor").field("privacy", &self.privacy).finish_non_exhaustive()
+    }
 }
 
 impl Redactor {
@@ -101,13 +107,30 @@ impl Redactor {
     /// shape writes, for records rejected before any table (ragged rows, unmapped rows);
     /// `sensitive_columns` says whether the file has columns of national ids or bank details.
     pub fn reject(&self, r: &mut RejectRecord, shape_records: PiiAction, sensitive_columns: bool) {
-        let records = r.table.as_deref().map_or(shape_records, |t| self.privacy.records(t));
-        if let (Some(table), Some(column), Some(raw)) = (&r.table, &r.column, &r.raw_value) {
-            match self.privacy.column(table, column) {
-                PiiAction::Keep => {}
-                PiiAction::Hash => r.raw_value = Some(self.hash(raw)),
-                PiiAction::Drop => r.raw_value = None,
+        // The raw record holds every column of the source row: it takes the strictest action of
+        // any personal value of its table, a column-level hash included.
+        let records = r.table.as_deref().map_or(shape_records, |t| self.privacy.strictest_in(t));
+        if let (Some(table), Some(column), Some(raw)) = (&r.table, &r.column, r.raw_value.take()) {
+            // A personal column's raw value follows the column; another's may be derived from a
+            // personal one (a domain from an email, a year from a birth date): it follows the
+            // table's strictest. Either way the reason quotes the raw value: it goes too.
+            let action = match self.privacy.column(table, column) {
+                PiiAction::Keep => self.privacy.strictest_in(table),
+                own => own,
+            };
+            let (kept, mark) = match action {
+                PiiAction::Keep => (Some(raw.clone()), None),
+                PiiAction::Hash => (Some(self.hash(&raw)), Some("<hashed>")),
+                PiiAction::Drop => (None, Some("<dropped>")),
+            };
+            if let Some(mark) = mark {
+                for text in [raw.as_str(), raw.trim()] {
+                    if !text.is_empty() {
+                        r.reason = r.reason.replace(text, mark);
+                    }
+                }
             }
+            r.raw_value = kept;
         }
         // Nothing to take out: the record's keys are the file's columns, none sensitive.
         if records == PiiAction::Keep && !sensitive_columns {
@@ -145,9 +168,9 @@ impl Redactor {
         headers.into_iter().any(|h| self.privacy.is_sensitive_key(h.as_ref()))
     }
 
-    /// The strictest records action of `tables` (`namespace.table`).
+    /// The strictest action of any personal value of `tables` (`namespace.table`).
     pub fn strictest(&self, tables: impl IntoIterator<Item = String>) -> PiiAction {
-        tables.into_iter().map(|t| self.privacy.records(&t)).max().unwrap_or_default()
+        tables.into_iter().map(|t| self.privacy.strictest_in(&t)).max().unwrap_or_default()
     }
 }
 
