@@ -326,3 +326,117 @@ async fn maintain_compacts_and_vacuums_without_changing_content() {
     let out = opslake(&["runs", ".", "--lake", &lake_arg]);
     assert!(text(&out.stdout).contains("maintain"), "{}", text(&out.stdout));
 }
+
+/// Every byte under `dir`, Parquet decoded to its values too.
+fn everything_in(dir: &Path) -> String {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut out = String::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+            if path.extension().is_some_and(|x| x == "parquet") {
+                let file = std::fs::File::open(&path).expect("open");
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+                for batch in reader {
+                    for col in batch.expect("batch").columns() {
+                        let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).expect("format");
+                        for i in 0..col.len() {
+                            out.push_str(&format!("{}\n", f.value(i)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A project under a hash policy, with a malformed email, an impossible birth date and a
+/// personal custom field: after `opslake run` (a data test fails and keeps its rows),
+/// `publish` and `docs build`, none of the values is in any byte of the lake (`_rejects` and
+/// `test_failures` included), the snapshot, the docs site, or the logs, human or JSON at -vv;
+/// nor is the key. The same scan finds them when the policy keeps them: it is not blind.
+#[test]
+fn personal_values_under_a_hash_policy_appear_nowhere() {
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let raw = ["Zorbina", "Quixleigh", "zorbina.at.example.org", "1987-02-30", "Vermilion Lane"];
+    for policy in ["namespaces: {crm: hash, hr: hash}", "default: keep"] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let project = tmp.path();
+        let exports = project.join("exports");
+        std::fs::create_dir_all(&exports).expect("dir");
+        std::fs::write(
+            exports.join("hubspot_contacts.csv"),
+            "Record ID,First Name,Last Name,Email,Create Date,Home Street\n\
+             501,Zorbina,Quixleigh,Zorbina.at.example.org,2/5/24 1:51,12 Vermilion Lane\n",
+        )
+        .expect("write");
+        std::fs::write(
+            exports.join("employee.json"),
+            r#"{"id": "77", "firstName": "Zorbina", "lastName": "Quixleigh", "employeeNumber": "E-77",
+                "hireDate": "2024-02-01", "workEmail": "zorbina.at.example.org", "dateOfBirth": "1987-02-30",
+                "jobTitle": "AE"}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            project.join("opslake.yml"),
+            format!(
+                "personal_data:\n  {policy}\n  key_env: TEST_PERSONAL_KEY\nconnections:\n  \
+                 - {{name: hubspot_main, tool: hubspot, path: exports/hubspot_contacts.csv}}\n  \
+                 - {{name: bamboo, tool: bamboohr, path: exports/employee.json}}\n"
+            ),
+        )
+        .expect("config");
+        let models = project.join("pipelines/models");
+        std::fs::create_dir_all(&models).expect("dir");
+        std::fs::write(models.join("people.sql"), "select first_name, last_name, email from crm.people\n")
+            .expect("model");
+        std::fs::write(
+            models.join("_people.yml"),
+            "version: 2\nmodels:\n  - name: people\n    columns:\n      - name: email\n        data_tests: [not_null]\n",
+        )
+        .expect("yml");
+        let mut logs = String::new();
+        for format in ["human", "json"] {
+            let lake = project.join(format!("lake_{format}"));
+            let out = command(&["-vv", "--log-format", format, "run", ".", "--lake", &lake.display().to_string()])
+                .current_dir(project)
+                .env("TEST_PERSONAL_KEY", KEY)
+                .output()
+                .expect("runs");
+            // The malformed email fails the not_null test: exit 6, its rows kept.
+            assert_eq!(out.status.code(), Some(6), "{policy}: {}{}", text(&out.stdout), text(&out.stderr));
+            logs.push_str(&text(&out.stdout));
+            logs.push_str(&text(&out.stderr));
+            assert!(lake.join("test_failures").is_dir(), "{policy}: the failing test kept its rows");
+        }
+        let lake = project.join("lake_json").display().to_string();
+        for args in [&["publish", ".", "--lake", &lake, "--out", "bi"][..], &["docs", "build", ".", "--out", "site"]] {
+            let out = command(args).current_dir(project).env("TEST_PERSONAL_KEY", KEY).output().expect("runs");
+            assert_eq!(out.status.code(), Some(0), "{policy} {args:?}: {}", text(&out.stderr));
+            logs.push_str(&text(&out.stderr));
+        }
+        let mut everything = logs;
+        for dir in ["lake_human", "lake_json", "bi", "site", "target"] {
+            everything.push_str(&everything_in(&project.join(dir)));
+        }
+        let found: Vec<&str> =
+            raw.iter().copied().filter(|v| everything.to_lowercase().contains(&v.to_lowercase())).collect();
+        if policy == "default: keep" {
+            assert_eq!(found.len(), raw.len(), "the scan finds kept values: {found:?}");
+        } else {
+            assert_eq!(found, Vec::<&str>::new(), "{policy}: in clear");
+        }
+        assert!(!everything.contains(KEY), "{policy}: the key is somewhere");
+    }
+}

@@ -140,3 +140,35 @@ async fn faults_between_opslake_and_s3_end_in_success_or_a_clean_failure() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(opslake_testkit::lake_content(&s3_lake(&lake_url, &moto)).await, expected);
 }
+
+/// Storage credentials and the personal-data key never reach a log line: an ingest onto S3
+/// under a hash policy, at -vv, human and JSON, with every library's debug events on.
+#[test]
+#[ignore = "needs the S3 server scripts/test starts"]
+fn credentials_and_the_key_are_never_logged() {
+    let moto = endpoint("OPSLAKE_TEST_S3_ENDPOINT");
+    create_bucket(&moto);
+    let (secret, key) =
+        ("opslake-test-secret-5d1c9e", "5d1c9e7a5d1c9e7a5d1c9e7a5d1c9e7a5d1c9e7a5d1c9e7a5d1c9e7a5d1c9e7a");
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(project.path().join("opslake.yml"), "personal_data:\n  namespaces: {crm: hash}\n").expect("config");
+    let exports = opslake_testkit::repo_root().join("tests/golden/hubspot");
+    for format in ["human", "json"] {
+        let lake = unique("logs");
+        let out = Command::new(env!("CARGO_BIN_EXE_opslake"))
+            .args(["-vv", "--log-format", format, "ingest", ".", "--lake", &lake, "--tool", "hubspot", "--path"])
+            .arg(&exports)
+            .current_dir(project.path())
+            .env_remove("OPSLAKE_LAKE")
+            .envs(aws_env(&moto))
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("OPSLAKE_PERSONAL_DATA_KEY", key)
+            .output()
+            .expect("runs");
+        let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(matches!(out.status.code(), Some(0 | 5)), "{log}");
+        assert!(log.lines().count() > 20, "the -vv log is there: {log}");
+        assert!(!log.contains(secret), "{format}: the AWS secret is logged");
+        assert!(!log.contains(key), "{format}: the personal-data key is logged");
+    }
+}
