@@ -327,40 +327,6 @@ async fn maintain_compacts_and_vacuums_without_changing_content() {
     assert!(text(&out.stdout).contains("maintain"), "{}", text(&out.stdout));
 }
 
-/// Every byte under `dir`, Parquet decoded to its values too.
-fn everything_in(dir: &Path) -> String {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let mut out = String::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries {
-            let path = e.expect("entry").path();
-            if path.is_dir() {
-                todo.push(path);
-                continue;
-            }
-            out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
-            if path.extension().is_some_and(|x| x == "parquet") {
-                let file = std::fs::File::open(&path).expect("open");
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-                for batch in reader {
-                    for col in batch.expect("batch").columns() {
-                        let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).expect("format");
-                        for i in 0..col.len() {
-                            out.push_str(&format!("{}\n", f.value(i)));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A project under a hash policy, with a malformed email, an impossible birth date and a
 /// personal custom field: after `opslake run` (a data test fails and keeps its rows),
 /// `publish` and `docs build`, none of the values is in any byte of the lake (`_rejects` and
@@ -428,7 +394,7 @@ fn personal_values_under_a_hash_policy_appear_nowhere() {
         }
         let mut everything = logs;
         for dir in ["lake_human", "lake_json", "bi", "site", "target"] {
-            everything.push_str(&everything_in(&project.join(dir)));
+            everything.push_str(&opslake_testkit::all_text(&project.join(dir)));
         }
         let found: Vec<&str> =
             raw.iter().copied().filter(|v| everything.to_lowercase().contains(&v.to_lowercase())).collect();

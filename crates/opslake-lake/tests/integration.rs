@@ -1265,7 +1265,6 @@ mod finance_invariants {
 /// column statistics too) and `_rejects`.
 mod personal_data {
     use super::*;
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
     use opslake_schema::{PersonalData, PersonalKey, Privacy};
 
     const KEY_HEX: &str = "6b65792d6f662d7468652d746573742d6b65792d6f662d7468652d7465737421";
@@ -1300,41 +1299,6 @@ mod personal_data {
         vec![input(hubspot, Some("hubspot")), input(salesforce, Some("salesforce"))]
     }
 
-    /// Every file of the lake as text: Parquet decoded to its values, anything else as bytes.
-    fn lake_text(root: &Path) -> String {
-        let mut out = String::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).expect("dir") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let bytes = std::fs::read(&path).expect("read");
-                out.push_str(&String::from_utf8_lossy(&bytes));
-                if path.extension().is_some_and(|e| e == "parquet") {
-                    let file = std::fs::File::open(&path).expect("open");
-                    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .expect("parquet")
-                        .build()
-                        .expect("reader");
-                    for batch in reader {
-                        let batch = batch.expect("batch");
-                        for col in batch.columns() {
-                            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).expect("format");
-                            for i in 0..col.len() {
-                                out.push_str(&f.value(i).to_string());
-                                out.push('\n');
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
     async fn ingest_with(policy: &str) -> (tempfile::TempDir, IngestReport) {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = exports(dir.path());
@@ -1352,7 +1316,7 @@ mod personal_data {
         assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
         assert_eq!(report.rows_rejected(), 1, "the ragged row");
         let lake = dir.path().join("lake");
-        let text = lake_text(&lake);
+        let text = opslake_testkit::all_text(&lake);
         for raw in RAW {
             assert!(!text.contains(raw) && !text.to_lowercase().contains(&raw.to_lowercase()), "{raw} is in the lake");
         }
@@ -1409,7 +1373,7 @@ mod personal_data {
         let report = run_with(&lake, &inputs, None, &options).await;
         assert!(report.files.iter().all(|f| f.error.is_none()), "{:?}", report.files);
         assert!(report.files.iter().map(|f| f.rows_written).sum::<u64>() >= 5, "{:?}", report.files);
-        let text = lake_text(&lake);
+        let text = opslake_testkit::all_text(&lake);
         for raw in [
             "Zorbina",
             "Quixleigh",
@@ -1476,7 +1440,7 @@ mod personal_data {
                 "{policy}: the email, its domain and the date are rejected values: {:?}",
                 report.files
             );
-            let text = lake_text(&lake);
+            let text = opslake_testkit::all_text(&lake);
             for value in raw {
                 let at = text.find(value).map(|i| {
                     let from = text.floor_char_boundary(i.saturating_sub(120));
@@ -1521,7 +1485,7 @@ mod personal_data {
         let keyed = dir.path().join("keyed");
         assert_eq!(run(keyed.clone(), key(), false).await, (Ok(()), vec![]));
         assert!(!keyed.join("_opslake/salt").exists(), "no key is kept in the lake");
-        assert!(!lake_text(&keyed).contains(KEY_HEX));
+        assert!(!opslake_testkit::all_text(&keyed).contains(KEY_HEX));
 
         // An old lake: its salt is the key's value, written where older versions kept it.
         let old = dir.path().join("old");
@@ -1542,13 +1506,13 @@ mod personal_data {
     async fn kept_people_are_there_but_national_ids_are_not() {
         // The same check finds the values when they are kept: it is not blind.
         let (dir, _) = ingest_with("default: keep").await;
-        let text = lake_text(&dir.path().join("lake"));
+        let text = opslake_testkit::all_text(&dir.path().join("lake"));
         for raw in ["Zorbina", "Quixleigh", "zorbina.quixleigh@example.org", "Vermilion", "Yzolde"] {
             assert!(text.contains(raw), "{raw} should be kept");
         }
         assert!(!text.contains("987-65-4321"), "a national id is dropped unless kept");
         let (dir, _) = ingest_with("keep_national_ids: true").await;
-        assert!(lake_text(&dir.path().join("lake")).contains("987-65-4321"));
+        assert!(opslake_testkit::all_text(&dir.path().join("lake")).contains("987-65-4321"));
     }
 }
 

@@ -110,7 +110,9 @@ impl Redactor {
         // The raw record holds every column of the source row: it takes the strictest action of
         // any personal value of its table, a column-level hash included.
         let records = r.table.as_deref().map_or(shape_records, |t| self.privacy.strictest_in(t));
-        if let (Some(table), Some(column), Some(raw)) = (&r.table, &r.column, r.raw_value.take()) {
+        if let (Some(table), Some(column)) = (&r.table, &r.column)
+            && let Some(raw) = r.raw_value.take()
+        {
             // A personal column's raw value follows the column; another's may be derived from a
             // personal one (a domain from an email, a year from a birth date): it follows the
             // table's strictest. Either way the reason quotes the raw value: it goes too.

@@ -144,3 +144,40 @@ pub async fn local_lake_content(dir: &Path) -> std::collections::BTreeMap<String
     let lake = opslake_lake::Lake::open(&opslake_schema::StorageLocation::Local(dir.to_path_buf())).expect("lake");
     lake_content(&lake).await
 }
+
+/// Every file under `root` as text: its bytes (lossily), and for Parquet its values too, one a
+/// line, so a search for a value sees it whether it sits in a log, a Delta log's statistics or
+/// an encoded page. What tests that prove a value is nowhere read.
+pub fn all_text(root: &Path) -> String {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut out = String::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+            if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).expect("open");
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+                for batch in reader {
+                    for col in batch.expect("batch").columns() {
+                        let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).expect("format");
+                        for i in 0..col.len() {
+                            out.push_str(&f.value(i).to_string());
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
