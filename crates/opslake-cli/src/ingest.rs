@@ -63,21 +63,12 @@ pub(crate) struct Sources<'a> {
 /// when none is set (an old lake's salt may still serve: ingest decides). Messages name where
 /// the key was looked for, never what it holds.
 fn personal_key(project: &opslake_schema::Project) -> Result<Option<PersonalKey>, CliError> {
-    let data = &project.config.personal_data;
-    let (text, from) = if let Some(var) = &data.key_env {
-        let text = std::env::var(&var.value)
-            .map_err(|_| CliError::user(format!("personal_data.key_env {} is not set", var.value)))?;
-        (text, format!("personal_data.key_env {}", var.value))
-    } else if let Some(file) = &data.key_file {
-        let path = project.path(&file.value);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| CliError::user(format!("personal_data.key_file {}: {e}", path.display())))?;
-        (text, format!("personal_data.key_file {}", path.display()))
-    } else {
-        match std::env::var(KEY_ENV) {
+    let (text, from) = match project.config.personal_data.key_source() {
+        Some(source) => project.read_secret("personal_data.key", source).map_err(CliError::user)?,
+        None => match std::env::var(KEY_ENV) {
             Ok(text) => (text, KEY_ENV.to_string()),
             Err(_) => return Ok(None),
-        }
+        },
     };
     PersonalKey::parse_hex(&text).map(Some).map_err(|e| CliError::user(format!("{from} {e}")))
 }

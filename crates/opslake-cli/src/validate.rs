@@ -83,13 +83,13 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
             println!("{}{line}", if i == 0 { "personal   " } else { "           " });
         }
         if privacy.hashes() {
-            let data = &project.config.personal_data;
+            use opslake_schema::config::SecretSource;
             let env = opslake_schema::KEY_ENV;
-            let from = match (&data.key_env, &data.key_file) {
-                (Some(var), _) => format!("the environment variable {}", var.value),
-                (None, Some(file)) => format!("the file {}", file.value),
-                (None, None) if std::env::var_os(env).is_some() => format!("the environment variable {env}"),
-                (None, None) => format!("not set: set {env} or personal_data.key_env / key_file"),
+            let from = match project.config.personal_data.key_source() {
+                Some(SecretSource::Env(var)) => format!("the environment variable {var}"),
+                Some(SecretSource::File(file)) => format!("the file {file}"),
+                _ if std::env::var_os(env).is_some() => format!("the environment variable {env}"),
+                _ => format!("not set: set {env} or personal_data.key_env / key_file"),
             };
             println!("           key of the hashes: {from}");
         }

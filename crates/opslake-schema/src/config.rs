@@ -468,6 +468,31 @@ impl Project {
     pub fn path(&self, value: &str) -> PathBuf {
         self.dir.join(value)
     }
+
+    /// The text of a secret kept where `source` says, and where it came from as messages name
+    /// it: `field`, `<field>_env <VAR>` or `<field>_file <path>`, `field` being the config key
+    /// of its inline form (`password_hash`, `personal_data.key`). An error names where the
+    /// secret was looked for, never what it holds.
+    pub fn read_secret(&self, field: &str, source: SecretSource<'_>) -> Result<(String, String), String> {
+        match source {
+            SecretSource::Inline(text) => Ok((text.to_string(), field.to_string())),
+            SecretSource::Env(var) => {
+                let from = format!("{field}_env {var}");
+                match std::env::var(var) {
+                    Ok(text) => Ok((text, from)),
+                    Err(_) => Err(format!("{from} is not set")),
+                }
+            }
+            SecretSource::File(file) => {
+                let path = self.path(file);
+                let from = format!("{field}_file {}", path.display());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok((text.trim().to_string(), from)),
+                    Err(e) => Err(format!("{from}: {e}")),
+                }
+            }
+        }
+    }
 }
 
 /// Why a project could not be opened.

@@ -77,6 +77,18 @@ pub struct PersonalData {
     pub key_file: Option<Spanned<String>>,
 }
 
+impl PersonalData {
+    /// Where opslake.yml says the key of the hashes is kept: `key_env`, else `key_file`; `None`
+    /// when it says nothing (then [`KEY_ENV`]).
+    pub fn key_source(&self) -> Option<crate::config::SecretSource<'_>> {
+        use crate::config::SecretSource;
+        self.key_env
+            .as_ref()
+            .map(|v| SecretSource::Env(&v.value))
+            .or_else(|| self.key_file.as_ref().map(|f| SecretSource::File(&f.value)))
+    }
+}
+
 /// The environment variable the key of the hashes is read from when opslake.yml names none.
 pub const KEY_ENV: &str = "OPSLAKE_PERSONAL_DATA_KEY";
 

@@ -46,7 +46,6 @@ use datafusion_postgres::pgwire::api::auth::{
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::error::PgWireResult;
 use datafusion_postgres::{DfSessionService, QueryHook};
-use opslake_schema::config::SecretSource;
 use opslake_schema::scram::{ITERATIONS, ScramSecret};
 use opslake_schema::{ErrorClass, Project};
 use tokio::net::TcpListener;
@@ -199,22 +198,9 @@ fn users(project: &Project) -> Result<BTreeMap<String, ScramSecret>, CliError> {
     for u in &project.config.serve.users {
         let name = &u.name.value;
         let source = u.secret_source().map_err(|e| CliError::user(format!("serve user '{name}' {e}")))?;
-        // Messages name where the secret was looked for, never what it holds.
-        let (text, from) = match source {
-            SecretSource::Inline(text) => (text.to_string(), "password_hash".to_string()),
-            SecretSource::Env(var) => (
-                std::env::var(var)
-                    .map_err(|_| CliError::user(format!("serve user '{name}': password_hash_env {var} is not set")))?,
-                format!("password_hash_env {var}"),
-            ),
-            SecretSource::File(path) => {
-                let path = project.path(path);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    CliError::user(format!("serve user '{name}': password_hash_file {}: {e}", path.display()))
-                })?;
-                (text.trim().to_string(), format!("password_hash_file {}", path.display()))
-            }
-        };
+        let (text, from) = project
+            .read_secret("password_hash", source)
+            .map_err(|e| CliError::user(format!("serve user '{name}': {e}")))?;
         let secret =
             ScramSecret::parse(text.trim()).map_err(|e| CliError::user(format!("serve user '{name}': {from} {e}")))?;
         users.insert(name.clone(), secret);
