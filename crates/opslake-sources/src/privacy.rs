@@ -117,7 +117,7 @@ impl Redactor {
             // personal one (a domain from an email, a year from a birth date): it follows the
             // table's strictest. Either way the reason quotes the raw value: it goes too.
             let action = match self.privacy.column(table, column) {
-                PiiAction::Keep => self.privacy.strictest_in(table),
+                PiiAction::Keep => records,
                 own => own,
             };
             let (kept, mark) = match action {

@@ -84,8 +84,13 @@ impl Refusal {
 
 impl From<Refusal> for PgWireError {
     fn from(r: Refusal) -> Self {
-        PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), r.code.into(), r.message)))
+        error(r.code, r.message)
     }
+}
+
+/// An ERROR with its SQLSTATE, as the client gets it.
+fn error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))
 }
 
 /// What a statement that passed needs before it runs.
@@ -255,14 +260,18 @@ pub(super) async fn check_simple(statement: &Statement, ctx: &SessionContext) ->
     let route = classify(statement)?;
     match &route {
         Route::Plan => verify(ctx.state().create_logical_plan(&statement.to_string()).await)?,
-        Route::Declare(queries) => {
-            for q in queries {
-                verify(ctx.state().create_logical_plan(&q.to_string()).await)?;
-            }
-        }
+        Route::Declare(queries) => check_cursors(queries, ctx).await?,
         Route::Hook | Route::Reset(_) => {}
     }
     Ok(route)
+}
+
+/// datafusion-postgres runs a declared cursor's query from its text, over either protocol.
+async fn check_cursors(queries: &[Query], ctx: &SessionContext) -> Result<(), Refusal> {
+    for q in queries {
+        verify(ctx.state().create_logical_plan(&q.to_string()).await)?;
+    }
+    Ok(())
 }
 
 /// Both checks for a Parse, which datafusion-postgres plans from the AST; its cursors it runs
@@ -273,7 +282,7 @@ async fn check_extended(statement: &Statement, ctx: &SessionContext) -> Result<R
         Route::Plan => {
             verify(ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement.clone()))).await)?
         }
-        Route::Declare(_) => return check_simple(statement, ctx).await,
+        Route::Declare(queries) => check_cursors(queries, ctx).await?,
         Route::Reset(_) => {
             return Err(Refusal { code: "0A000", message: "send RESET as a simple query, not a prepared one".into() });
         }
@@ -283,7 +292,7 @@ async fn check_extended(statement: &Statement, ctx: &SessionContext) -> Result<R
 }
 
 fn syntax(e: impl std::fmt::Display) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "42601".into(), e.to_string())))
+    error("42601", e.to_string())
 }
 
 /// The statement's time limit: the server's, or the client's `SET statement_timeout` when it
@@ -294,11 +303,7 @@ fn time_limit(client: &impl ClientInfo, cap: Duration) -> Duration {
 }
 
 fn timed_out(limit: Duration) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "57014".into(),
-        format!("canceling statement due to statement timeout ({} ms)", limit.as_millis()),
-    )))
+    error("57014", format!("canceling statement due to statement timeout ({} ms)", limit.as_millis()))
 }
 
 fn panicked(payload: &(dyn std::any::Any + Send)) -> PgWireError {
@@ -308,11 +313,10 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> PgWireError {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!("a query panicked ({what}); this is a bug, please report it; the server goes on");
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "XX000".into(),
+    error(
+        "XX000",
         "internal error: the query hit a bug in opslake and was stopped (the server goes on; please report it)".into(),
-    )))
+    )
 }
 
 /// A memory refusal gets Postgres' `out_of_memory` code and names the setting that decides
@@ -331,7 +335,7 @@ fn classify_error(e: PgWireError) -> PgWireError {
             "{text} (opslake serve: the limits are serve.query_memory_mib and serve.total_memory_mib in opslake.yml)"
         )
     };
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "53200".into(), message)))
+    error("53200", message)
 }
 
 /// Runs `work` with the query runtime as tokio's current one, under the statement's time
@@ -422,9 +426,8 @@ impl Stream for GuardedRows {
 /// own session.
 pub(super) struct Guarded {
     inner: Arc<DfSessionService>,
+    /// Also the simple protocol's: its parser and the connection's session.
     parser: Arc<GuardedParser>,
-    ctx: Arc<SessionContext>,
-    sql: PostgresCompatibilityParser,
     timeout: Duration,
     queries: Handle,
 }
@@ -434,10 +437,10 @@ impl Guarded {
         let inner = Arc::new(inner);
         let parser = Arc::new(GuardedParser {
             inner: ExtendedQueryHandler::query_parser(inner.as_ref()),
-            ctx: ctx.clone(),
+            ctx,
             sql: PostgresCompatibilityParser::new(),
         });
-        Self { inner, parser, ctx, sql: PostgresCompatibilityParser::new(), timeout, queries }
+        Self { inner, parser, timeout, queries }
     }
 }
 
@@ -451,20 +454,20 @@ impl SimpleQueryHandler for Guarded {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // The same parser datafusion-postgres uses, so the statements checked are the ones run.
-        let statements = self.sql.parse(query).map_err(syntax)?;
-        let mut resets = Vec::new();
+        let statements = self.parser.sql.parse(query).map_err(syntax)?;
+        let mut reset_of = None;
         for statement in &statements {
-            if let Route::Reset(name) = check_simple(statement, &self.ctx).await? {
-                resets.push(name);
+            if let Route::Reset(name) = check_simple(statement, &self.parser.ctx).await? {
+                reset_of = Some(name);
             }
         }
-        if !resets.is_empty() {
+        if let Some(name) = reset_of {
             if statements.len() > 1 {
                 return Err(
                     Refusal { code: "0A000", message: "send RESET alone, not with other statements".into() }.into()
                 );
             }
-            return Ok(resets.into_iter().map(|name| reset(client, &name)).collect());
+            return Ok(vec![reset(client, &name)]);
         }
         let limit = time_limit(client, self.timeout);
         let deadline = tokio::time::Instant::now() + limit;

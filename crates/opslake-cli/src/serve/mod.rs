@@ -95,13 +95,13 @@ pub(crate) async fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let config = &open.project.config.serve;
     let tls_required = config.tls.as_ref().is_some_and(|t| t.required);
     let server_memory: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(mib(config.total_memory_mib.value)));
-    let limits = Arc::new(Limits {
+    let limits = Limits {
         query_memory: mib(config.query_memory_mib.value),
         server_memory,
         statement_timeout: Duration::from_secs(config.statement_timeout_seconds.value),
         max_connections: config.max_connections.value,
         queries: query_runtime()?,
-    });
+    };
     let seats = Arc::new(Semaphore::new(limits.max_connections as usize));
     let session = Arc::new(RwLock::new(Arc::new(pg_session(&open).await?)));
     let shared = Arc::new(Shared {
@@ -350,7 +350,7 @@ struct Shared {
     users: Arc<BTreeMap<String, ScramSecret>>,
     salts: Arc<limits::MockSalts>,
     cert_pem: Option<Vec<u8>>,
-    limits: Arc<Limits>,
+    limits: Limits,
     tls_required: bool,
 }
 
@@ -402,9 +402,7 @@ impl Shared {
         });
         Ok(Connection { service, startup })
     }
-}
 
-impl Shared {
     /// A fresh SCRAM exchange; with the certificate, one that offers channel binding.
     fn authentication(&self, cert_pem: Option<&[u8]>) -> SASLAuthStartupHandler<DefaultServerParameterProvider> {
         let mut scram = ScramAuth::new(Arc::new(Users { users: self.users.clone(), salts: self.salts.clone() }));
