@@ -1269,6 +1269,12 @@ mod personal_data {
 
     const KEY_HEX: &str = "6b65792d6f662d7468652d746573742d6b65792d6f662d7468652d7465737421";
 
+    /// A `personal_data` section as opslake.yml would have it, resolved against the contract.
+    fn policy_of(yaml: &str) -> Privacy {
+        let config = PersonalData::parse("opslake.yml", yaml).expect("policy");
+        Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid")
+    }
+
     /// The key of the hashes, as it would come from outside the lake.
     fn key() -> Option<PersonalKey> {
         Some(PersonalKey::parse_hex(KEY_HEX).expect("hex"))
@@ -1302,8 +1308,7 @@ mod personal_data {
     async fn ingest_with(policy: &str) -> (tempfile::TempDir, IngestReport) {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = exports(dir.path());
-        let config = PersonalData::parse("opslake.yml", policy).expect("policy");
-        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let privacy = policy_of(policy);
         let options = IngestOptions { privacy: Some(privacy), key: key(), ..IngestOptions::default() };
         let lake = dir.path().join("lake");
         let report = run_with(&lake, &inputs, None, &options).await;
@@ -1366,8 +1371,7 @@ mod personal_data {
     async fn hashed_hr_leaves_no_name_email_or_salary_and_employees_still_join_users() {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = hr_exports(dir.path());
-        let config = PersonalData::parse("opslake.yml", "namespaces: {hr: hash, crm: hash}").expect("policy");
-        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let privacy = policy_of("namespaces: {hr: hash, crm: hash}");
         let lake = dir.path().join("lake");
         let options = IngestOptions { privacy: Some(privacy), key: key(), ..options() };
         let report = run_with(&lake, &inputs, None, &options).await;
@@ -1426,8 +1430,7 @@ mod personal_data {
                     "workEmail": "zorbina.at.example.org", "dateOfBirth": "1987-02-30", "jobTitle": "AE"}"#,
             )
             .expect("write");
-            let config = PersonalData::parse("opslake.yml", policy).expect("policy");
-            let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+            let privacy = policy_of(policy);
             let lake = dir.path().join("lake");
             let inputs = [input(hubspot, Some("hubspot")), input(bamboo, Some("bamboohr"))];
             let report =
@@ -1458,8 +1461,7 @@ mod personal_data {
     async fn the_key_lives_outside_the_lake_and_an_old_salt_still_serves() {
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = exports(dir.path());
-        let config = PersonalData::parse("opslake.yml", "namespaces: {crm: hash}").expect("policy");
-        let privacy = Privacy::resolve(&config, &contract(), "opslake.yml").expect("valid");
+        let privacy = policy_of("namespaces: {crm: hash}");
         let run = |lake: PathBuf, key: Option<PersonalKey>, full_refresh: bool| {
             let (inputs, privacy) = (inputs.clone(), privacy.clone());
             async move {
