@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::ProgressBar;
+use opslake_ingest::{Event, IngestOptions, IngestReport, Input, ingest};
 use opslake_lake::Lake;
-use opslake_lake::ingest::{Event, IngestOptions, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, ErrorClass, KEY_ENV, PersonalKey, Privacy, StorageLocation};
 use opslake_sources::ToolRegistry;
-use opslake_sources::parse::DateOrder;
 
 use crate::logging::PROGRESS;
 use crate::{CliError, LakeArgs, ProjectArgs, say};
@@ -53,7 +52,7 @@ pub(crate) struct IngestPlan {
 }
 
 /// Which files an ingest reads: the connections of the project, or `paths` (from `--path`).
-pub(crate) struct Sources<'a> {
+pub(crate) struct Inputs<'a> {
     pub paths: &'a [PathBuf],
     pub tool: Option<&'a str>,
     pub connection: &'a str,
@@ -78,7 +77,7 @@ impl IngestPlan {
     pub fn prepare(
         project: &opslake_schema::Project,
         contract: &Contract,
-        sources: &Sources<'_>,
+        inputs: &Inputs<'_>,
         full_refresh: bool,
         lock_ttl: Duration,
     ) -> Result<Self, CliError> {
@@ -88,14 +87,18 @@ impl IngestPlan {
             let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
             return Err(CliError::user(format!("invalid tool files (run `opslake validate`):\n{text}")));
         }
-        if let Some(tool) = sources.tool
+        if let Some(tool) = inputs.tool
             && registry.origin(tool).is_none()
         {
             let known = registry.names().collect::<Vec<_>>().join(", ");
             return Err(CliError::user(format!("unknown tool '{tool}'; known tools: {known}")));
         }
-        let inputs =
-            if sources.paths.is_empty() { connection_inputs(project)? } else { path_inputs(project, sources)? };
+        let listed = if inputs.paths.is_empty() {
+            opslake_ingest::plan::connection_inputs(project)
+        } else {
+            opslake_ingest::plan::path_inputs(project, inputs.paths, inputs.tool, inputs.connection)
+        };
+        let inputs = listed.map_err(|e| CliError::new(e.class(), e))?;
         if inputs.is_empty() {
             return Err(CliError::user("no input files found"));
         }
@@ -133,69 +136,17 @@ impl IngestPlan {
     }
 }
 
-fn connection_inputs(project: &opslake_schema::Project) -> Result<Vec<Input>, CliError> {
-    if project.config.connections.is_empty() {
-        return Err(CliError::user("nothing to ingest: opslake.yml has no connections; add one or pass --path"));
-    }
-    let mut inputs = Vec::new();
-    for c in &project.config.connections {
-        let path = match StorageLocation::parse(&c.path.value).map_err(CliError::user)? {
-            StorageLocation::Local(p) if p.is_relative() => project.dir.join(p),
-            StorageLocation::Local(p) => p,
-            StorageLocation::ObjectStore { url, .. } => {
-                return Err(CliError::user(format!(
-                    "connection '{}': reading exports from {url} is not supported yet; sync them to a local directory",
-                    c.name.value
-                )));
-            }
-        };
-        let date_order = match c.options.date_order.as_ref().map(|o| o.value.as_str()) {
-            Some("dmy") => Some(DateOrder::Dmy),
-            Some(_) => Some(DateOrder::Mdy),
-            None => None,
-        };
-        for file in expand(&path)? {
-            inputs.push(Input {
-                path: file,
-                connection: c.name.value.clone(),
-                tool: Some(c.tool.value.clone()),
-                timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
-                date_order,
-                currency: Some(c.options.currency.as_ref().unwrap_or(&project.config.reporting_currency).value.clone()),
-            });
-        }
-    }
-    Ok(inputs)
-}
-
-fn path_inputs(project: &opslake_schema::Project, sources: &Sources<'_>) -> Result<Vec<Input>, CliError> {
-    let mut inputs = Vec::new();
-    for p in sources.paths {
-        for file in expand(p)? {
-            inputs.push(Input {
-                path: file,
-                connection: sources.connection.to_string(),
-                tool: sources.tool.map(str::to_string),
-                currency: Some(project.config.reporting_currency.value.clone()),
-                ..Input::default()
-            });
-        }
-    }
-    Ok(inputs)
-}
-
 pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
-    let sources = Sources { paths: &args.path, tool: args.tool.as_deref(), connection: &args.connection };
+    let inputs = Inputs { paths: &args.path, tool: args.tool.as_deref(), connection: &args.connection };
     let contract = Contract::embedded().map_err(CliError::from_schema)?;
     let project = args.project.open()?;
     let ttl = Duration::from_secs(args.lock_ttl);
-    let plan = IngestPlan::prepare(&project, &contract, &sources, args.full_refresh, ttl)?;
+    let plan = IngestPlan::prepare(&project, &contract, &inputs, args.full_refresh, ttl)?;
     let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
-    let run = RunContext::start();
     let tools = plan.registry.tools();
     let mut progress = Progress::new(plan.inputs.len());
-    let report = ingest(&lake, &contract, &tools, &plan.inputs, &run, &plan.options, &mut progress.on_event())
+    let report = ingest(&lake, &contract, &tools, &plan.inputs, &plan.options, &mut progress.on_event())
         .await
         .map_err(|e| CliError::new(e.class(), e))?;
     progress.finish(&report);
@@ -272,46 +223,6 @@ impl Progress {
 
 fn short(path: &str) -> String {
     Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-/// Files under `path`: itself, every file below a directory, or the matches of a glob.
-fn expand(path: &Path) -> Result<Vec<PathBuf>, CliError> {
-    let text = path.to_string_lossy();
-    if text.contains(['*', '?', '[']) {
-        let glob =
-            globset::Glob::new(&text).map_err(|e| CliError::user(format!("bad glob '{text}': {e}")))?.compile_matcher();
-        let base: PathBuf =
-            path.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect();
-        let mut out = Vec::new();
-        walk(if base.as_os_str().is_empty() { Path::new(".") } else { &base }, &mut out)?;
-        out.retain(|p| glob.is_match(p));
-        return Ok(out);
-    }
-    if path.is_dir() {
-        let mut out = Vec::new();
-        walk(path, &mut out)?;
-        return Ok(out);
-    }
-    if !path.exists() {
-        return Err(CliError::user(format!("{} does not exist", path.display())));
-    }
-    Ok(vec![path.to_path_buf()])
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    let entries = opslake_schema::files::sorted_entries(dir).map_err(|e| CliError::io(dir, e))?;
-    for p in entries {
-        let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn print_summary(report: &IngestReport, lake: &StorageLocation) {

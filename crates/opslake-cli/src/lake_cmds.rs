@@ -2,38 +2,10 @@
 
 use arrow::array::RecordBatch;
 use clap::Args;
-use opslake_lake::Lake;
-use opslake_lake::ingest::RunContext;
-use opslake_schema::{Contract, StorageLocation};
+use opslake_schema::StorageLocation;
 
+use crate::open::{lake_err, open_lake};
 use crate::{CliError, LakeArgs, ProjectArgs};
-
-/// A project, its contract and its lake, opened.
-pub(crate) struct OpenLake {
-    pub project: opslake_schema::Project,
-    pub contract: Contract,
-    pub location: StorageLocation,
-    pub lake: Lake,
-}
-
-pub(crate) fn open_lake(project: &ProjectArgs, lake: &LakeArgs) -> Result<OpenLake, CliError> {
-    let contract = Contract::embedded().map_err(CliError::from_schema)?;
-    let project = project.open()?;
-    let location = project.lake(lake.lake.as_deref()).map_err(CliError::user)?;
-    let lake = Lake::open(&location).map_err(lake_err)?;
-    Ok(OpenLake { project, contract, location, lake })
-}
-
-/// Says which conversions `fx_convert` found no rate for: their results are null.
-pub(crate) fn warn_missing_rates(missing: impl IntoIterator<Item = impl std::fmt::Display>) {
-    for m in missing {
-        tracing::warn!("fx_convert: {m} in ref.fx_rates; the converted amount is null");
-    }
-}
-
-pub(crate) fn lake_err(e: opslake_lake::Error) -> CliError {
-    CliError::new(e.class(), e)
-}
 
 /// Batches as JSON objects, one per row.
 fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, CliError> {
@@ -218,14 +190,13 @@ pub(crate) async fn maintain(args: &MaintainArgs) -> Result<(), CliError> {
         retention: chrono::Duration::hours(i64::from(args.retain_hours)),
         ..Default::default()
     };
-    let run = RunContext::start();
-    let done = opslake_lake::maintain::maintain(&open.lake, &open.contract, &run, &options, &mut |t| {
+    let report = opslake_lake::maintain::maintain(&open.lake, &open.contract, &options, &mut |t| {
         tracing::info!(table = t, "maintaining")
     })
     .await
     .map_err(lake_err)?;
     println!("{:<36} {:>8} {:>10} {:>9} {:>8}", "table", "written", "compacted", "vacuumed", "version");
-    for m in &done {
+    for m in &report.tables {
         println!(
             "{:<36} {:>8} {:>10} {:>9} {:>8}",
             m.table,
@@ -235,6 +206,6 @@ pub(crate) async fn maintain(args: &MaintainArgs) -> Result<(), CliError> {
             m.version.map_or("-".into(), |v| v.to_string())
         );
     }
-    println!("run {}: {} tables maintained", run.run_id, done.len());
+    println!("run {}: {} tables maintained", report.run_id, report.tables.len());
     Ok(())
 }

@@ -12,6 +12,7 @@ mod lake_cmds;
 pub mod logging;
 pub mod malloc;
 mod models;
+mod open;
 mod query;
 mod record;
 mod run;

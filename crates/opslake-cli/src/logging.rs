@@ -186,3 +186,10 @@ where
         writeln!(writer)
     }
 }
+
+/// Says which conversions `fx_convert` found no rate for: their results are null.
+pub(crate) fn warn_missing_rates(missing: impl IntoIterator<Item = impl fmt::Display>) {
+    for m in missing {
+        tracing::warn!("fx_convert: {m} in ref.fx_rates; the converted amount is null");
+    }
+}

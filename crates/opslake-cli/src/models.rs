@@ -8,10 +8,11 @@ use opslake_models::execute::{BuildOptions, BuildReport, Event, Status};
 use opslake_models::{PIPELINES_DIR, Project};
 use opslake_schema::ErrorClass;
 
-use crate::lake_cmds::{OpenLake, open_lake, warn_missing_rates};
 use crate::logging::PROGRESS;
-use crate::record::RunRecord;
+use crate::logging::warn_missing_rates;
+use crate::open::{OpenLake, open_lake};
 use crate::{CliError, LakeArgs, ProjectArgs, say};
+use opslake_lake::runs::Run;
 
 /// Arguments shared by `build` and `test`.
 #[derive(Debug, Args)]
@@ -91,9 +92,9 @@ async fn run(args: &ModelArgs, steps: Steps, fail_fast: bool) -> Result<(), CliE
     let plan = ModelPlan::prepare(&open, args, steps, fail_fast)?;
     let command = if steps.models { "build" } else { "test" };
     let ttl = std::time::Duration::from_secs(args.lock_ttl);
-    let mut record = RunRecord::start(&open, command, ttl, steps.full_refresh).await?;
-    let outcome = plan.execute(&open, &mut record).await.and_then(|report| ModelPlan::check(&report, command));
-    record.end(&open, outcome, Some(command)).await
+    let mut run = crate::record::start(&open, command, ttl, steps.full_refresh).await?;
+    let outcome = plan.execute(&open, &mut run).await.and_then(|report| ModelPlan::check(&report, command));
+    crate::record::end(run, outcome, Some(command)).await
 }
 
 /// The pipelines compiled and what to run of them.
@@ -123,9 +124,9 @@ impl ModelPlan {
 
     /// Builds under the run's lock, printing a line per model and test, and writes
     /// manifest.json and run_results.json. Fills the run's model and test counts.
-    pub async fn execute(&self, open: &OpenLake, record: &mut RunRecord) -> Result<BuildReport, CliError> {
+    pub async fn execute(&self, open: &OpenLake, run: &mut Run<'_>) -> Result<BuildReport, CliError> {
         let target = &self.options.target_dir;
-        let run_id = &record.run.run_id;
+        let run_id = &run.context().run_id.clone();
         let artifacts = |report| {
             opslake_models::artifacts::write(target, &self.compiled, run_id, report)
                 .map_err(|e| CliError::new(e.class(), e))
@@ -139,7 +140,7 @@ impl ModelPlan {
             &open.lake,
             &open.contract,
             &self.options,
-            &mut record.lock,
+            run.lock(),
             &on_event,
         )
         .await
@@ -150,7 +151,7 @@ impl ModelPlan {
         let of = |kind: &str, s: &[Status]| {
             report.results.iter().filter(|r| r.resource_type == kind && s.contains(&r.status)).count() as i64
         };
-        let row = &mut record.row;
+        let row = &mut run.row;
         if self.options.run_models {
             row.models_built = Some(of("model", &[Status::Success]));
             row.models_failed = Some(of("model", &[Status::Error, Status::Skipped]));

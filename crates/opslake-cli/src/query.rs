@@ -16,7 +16,8 @@ use clap::{Args, ValueEnum};
 use datafusion::prelude::SessionContext;
 use opslake_schema::ErrorClass;
 
-use crate::lake_cmds::{OpenLake, lake_err, open_lake, warn_missing_rates};
+use crate::logging::warn_missing_rates;
+use crate::open::{OpenLake, lake_err, open_lake};
 use crate::{CliError, LakeArgs, ProjectArgs};
 
 /// Output formats of `opslake query`.
@@ -113,7 +114,8 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
-/// A session over the lake and what fx_convert missed while it ran.
+/// The session `query` and `serve` answer with: the one models are built in
+/// (`opslake_models::session`), with the project's settings for opslake's functions.
 pub(crate) struct Session {
     ctx: SessionContext,
     missing_rates: opslake_sources::fx::MissingRates,
@@ -127,18 +129,11 @@ impl Session {
             }
             None => None,
         };
-        let ctx = opslake_lake::read::session();
-        // information_schema.tables and .columns: what BI tools browse, and SQL users expect.
-        ctx.state_ref().write().config_mut().options_mut().catalog.information_schema = true;
-        opslake_lake::read::register_lake(&ctx, &open.lake, &open.contract, versions.as_ref())
+        let udf = opslake_models::model_udfs(&open.project.config);
+        let session = opslake_models::session::open(&open.lake, &open.contract, &udf, versions.as_ref())
             .await
-            .map_err(lake_err)?;
-        let missing_rates = opslake_lake::read::register_fx(&ctx).await.map_err(lake_err)?;
-        if versions.is_none() {
-            // Model tables are rebuilt whole, not versioned with runs: they are read at their latest.
-            opslake_models::execute::register_built(&ctx, &open.lake).await.map_err(|e| CliError::new(e.class(), e))?;
-        }
-        Ok(Self { ctx, missing_rates })
+            .map_err(|e| CliError::new(e.class(), e))?;
+        Ok(Self { ctx: session.ctx, missing_rates: session.missing_rates })
     }
 
     /// The DataFusion session, for a server that runs the statements itself.

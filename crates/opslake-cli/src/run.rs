@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use opslake_lake::ingest::ingest_held;
+use opslake_ingest::ingest_held;
+use opslake_lake::runs::Run;
 
 use crate::exit::{DATA, MODELS};
-use crate::ingest::{IngestPlan, Progress, Sources, print_summary};
-use crate::lake_cmds::{OpenLake, lake_err, open_lake};
+use crate::ingest::{IngestPlan, Inputs, Progress, print_summary};
 use crate::models::{BuildFlags, ModelArgs, ModelPlan, Steps};
-use crate::record::RunRecord;
+use crate::open::{OpenLake, lake_err, open_lake};
 use crate::{CliError, say};
 
 /// Arguments of `opslake run`.
@@ -44,8 +44,8 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
     // Everything that can be checked before taking the lake is: a broken config, tool file or
     // model fails the run before it writes anything.
     let open = open_lake(&common.project, &common.lake)?;
-    let sources = Sources { paths: &[], tool: None, connection: "default" };
-    let ingest = IngestPlan::prepare(&open.project, &open.contract, &sources, args.flags.full_refresh, ttl)?;
+    let inputs = Inputs { paths: &[], tool: None, connection: "default" };
+    let ingest = IngestPlan::prepare(&open.project, &open.contract, &inputs, args.flags.full_refresh, ttl)?;
     let steps = Steps { models: true, tests: true, full_refresh: args.flags.full_refresh, threads: args.flags.threads };
     let models = ModelPlan::prepare(&open, common, steps, args.flags.fail_fast)?;
     let publish = match open.project.publish_location() {
@@ -54,9 +54,9 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
         None => None,
     };
 
-    let mut record = RunRecord::start(&open, "run", ttl, args.flags.full_refresh).await?;
+    let mut run = crate::record::start(&open, "run", ttl, args.flags.full_refresh).await?;
     let mut failures: Vec<Failure> = Vec::new();
-    let outcome = steps_in_order(args, &open, &ingest, &models, publish.as_ref(), &mut record, &mut failures).await;
+    let outcome = steps_in_order(args, &open, &ingest, &models, publish.as_ref(), &mut run, &mut failures).await;
     let (outcome, step) = match outcome {
         Err(fatal) => (Err(fatal.1), Some(fatal.0)),
         Ok(()) if failures.is_empty() => (Ok(()), None),
@@ -67,10 +67,10 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
         }
     };
     match &outcome {
-        Ok(()) => say!("run {} succeeded", record.run.run_id),
-        Err(e) => tracing::debug!(run_id = %record.run.run_id, exit_code = e.exit_code(), "run failed"),
+        Ok(()) => say!("run {} succeeded", run.context().run_id),
+        Err(e) => tracing::debug!(run_id = %run.context().run_id, exit_code = e.exit_code(), "run failed"),
     }
-    record.end(&open, outcome, step).await
+    crate::record::end(run, outcome, step).await
 }
 
 /// Ingest, build and test, publish. Data and model problems are pushed to `failures` and the
@@ -81,25 +81,16 @@ async fn steps_in_order(
     ingest: &IngestPlan,
     models: &ModelPlan,
     publish: Option<&opslake_schema::StorageLocation>,
-    record: &mut RunRecord,
+    run: &mut Run<'_>,
     failures: &mut Vec<Failure>,
 ) -> Result<(), Failure> {
     let tools = ingest.registry.tools();
     let mut progress = Progress::new(ingest.inputs.len());
-    let report = ingest_held(
-        &open.lake,
-        &open.contract,
-        &tools,
-        &ingest.inputs,
-        &record.run,
-        &ingest.options,
-        &mut record.lock,
-        &mut progress.on_event(),
-    )
-    .await
-    .map_err(|e| ("ingest", lake_err(e)))?;
+    let report = ingest_held(run, &tools, &ingest.inputs, &ingest.options, &mut progress.on_event())
+        .await
+        .map_err(|e| ("ingest", CliError::new(e.class(), e)))?;
     progress.finish(&report);
-    record.row.count_ingest(&report);
+    report.count_into(&mut run.row);
     print_summary(&report, &open.location);
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&report)
@@ -117,13 +108,13 @@ async fn steps_in_order(
     }
 
     say!();
-    let built = models.execute(open, record).await.map_err(|e| ("build", e))?;
+    let built = models.execute(open, run).await.map_err(|e| ("build", e))?;
     if let Err(e) = ModelPlan::check(&built, "build") {
         if publish.is_some() || !args.flags.fail_fast {
             tracing::warn!(step = "build", exit_code = MODELS, "{}", e.message());
         }
         // `execute` counted the models that errored or were skipped into the run's row.
-        let models_failed = record.row.models_failed.is_some_and(|n| n > 0);
+        let models_failed = run.row.models_failed.is_some_and(|n| n > 0);
         failures.push((if models_failed { "build" } else { "test" }, e));
         if args.flags.fail_fast {
             return Ok(());
@@ -145,7 +136,7 @@ async fn steps_in_order(
         .map_err(|e| ("publish", lake_err(e)))?;
         tracing::info!(target: crate::logging::PROGRESS, snapshot_id = %manifest.snapshot_id, tables = manifest.tables.len(), "published to {out}");
         say!("published snapshot {} to {out} ({} tables)", manifest.snapshot_id, manifest.tables.len());
-        record.row.snapshot_id = Some(manifest.snapshot_id);
+        run.row.snapshot_id = Some(manifest.snapshot_id);
     }
     Ok(())
 }

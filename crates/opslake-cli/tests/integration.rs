@@ -348,6 +348,30 @@ mod models {
 
     /// The cross-department mart places a payment by the email the payment records (Stripe's
     /// exports carry one per payment), and one that records none by its customer's email.
+    /// A company connects its tools one department at a time: the repository's pipelines build
+    /// on a lake that holds none, or only some, of the departments their marts read.
+    #[test]
+    fn the_pipelines_build_on_a_lake_holding_any_subset_of_departments() {
+        let root = opslake_testkit::repo_root();
+        let subsets: [&[&str]; 3] = [&[], &["salesforce", "stripe"], &["bamboohr", "gusto"]];
+        for tools in subsets {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let lake = tmp.path().join("lake").display().to_string();
+            for tool in tools {
+                let glob = format!("tests/golden/{tool}/**/input/*");
+                let out = opslake(&["ingest", "--lake", &lake, "--tool", tool, "--path", &glob], &root);
+                assert_eq!(out.status.code(), Some(0), "{tool}: {}{}", text(&out.stdout), text(&out.stderr));
+            }
+            let target = tmp.path().join("target").display().to_string();
+            let out = opslake(&["build", "--lake", &lake, "--target", &target], &root);
+            let stdout = text(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "with {tools:?}: {stdout}{}", text(&out.stderr));
+            for mart in ["fct_marketing_cac", "fct_cross_dept_monthly", "customer_360"] {
+                assert!(stdout.contains(&format!("table model {mart}")), "with {tools:?}: {stdout}");
+            }
+        }
+    }
+
     #[test]
     fn a_payment_is_placed_by_its_own_email_and_one_without_by_its_customers() {
         let root = opslake_testkit::repo_root();
@@ -526,6 +550,84 @@ mod demo {
     }
 }
 
+mod functions {
+    //! Every function docs/models.md lists, in the one session every command answers with.
+
+    use super::*;
+
+    /// The functions docs/models.md's table lists (its first column, up to the parenthesis).
+    pub(super) fn documented() -> Vec<String> {
+        let doc = std::fs::read_to_string(opslake_testkit::repo_root().join("docs/models.md")).expect("docs/models.md");
+        let table = doc.split("| function | answers |").nth(1).expect("docs/models.md has the functions table");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.trim_start_matches("| `").split('(').next().map(str::to_string))
+            .collect()
+    }
+
+    /// One statement calling every documented function, each column true when the function
+    /// answered as documented. A function listed without a case here fails the test.
+    pub(super) fn statement() -> (String, usize) {
+        let cases: &[(&str, &str)] = &[
+            // A conversion to the same currency needs no rate; one without a rate is null.
+            (
+                "fx_convert",
+                "fx_convert(CAST(12.5 AS DECIMAL(20, 2)), 'EUR', 'EUR', DATE '2024-01-05') = 12.5 \
+                 AND fx_convert(CAST(1 AS DECIMAL(20, 2)), 'EUR', 'XTS', DATE '2024-01-05') IS NULL",
+            ),
+            ("normalize_email", "normalize_email(' Ann@Example.COM ') = 'ann@example.com'"),
+            ("email_domain", "email_domain('mailto:Ann@Example.COM') = 'example.com'"),
+            ("url_domain", "url_domain('https://www.Acme.com/pricing?x=1') = 'acme.com'"),
+            ("parse_decimal", "parse_decimal('1,234.56') = 1234.56 AND parse_decimal('(12.00)') = -12"),
+            ("parse_date", "parse_date('03/04/2024') = DATE '2024-03-04'"),
+            (
+                "parse_timestamp",
+                "parse_timestamp('2024-03-04 10:30:00') = CAST('2024-03-04T10:30:00Z' AS TIMESTAMP WITH TIME ZONE)",
+            ),
+            (
+                "max_by",
+                "(SELECT max_by(v, o) FROM (VALUES ('a', 1), ('b', 3), ('c', 2), ('d', NULL)) AS t(v, o)) = 'b'",
+            ),
+            ("min_by", "(SELECT min_by(v, o) FROM (VALUES ('a', 1), ('b', 3), ('c', 1)) AS t(v, o)) = 'a'"),
+        ];
+        let documented = documented();
+        assert!(documented.len() >= 9, "the functions table of docs/models.md: {documented:?}");
+        let columns: Vec<String> = documented
+            .iter()
+            .map(|name| {
+                let (_, case) = cases
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap_or_else(|| panic!("docs/models.md lists {name}: add a case for it here"));
+                format!("{case} AS {name}")
+            })
+            .collect();
+        (format!("SELECT {}", columns.join(", ")), documented.len())
+    }
+
+    /// On a lake no file has fed yet: the functions need no table, and every contract table
+    /// reads, empty, as SQL written for a whole company expects.
+    #[test]
+    fn every_documented_function_answers_in_opslake_query_on_an_empty_lake() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lake = tmp.path().join("lake").display().to_string();
+        let (sql, n) = statement();
+        let out = query_lake_csv(&lake, &sql, tmp.path());
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let row = stdout.lines().nth(1).unwrap_or_default();
+        assert_eq!(row.split(',').filter(|v| *v == "true").count(), n, "{stdout}");
+        let out = query_lake_csv(
+            &lake,
+            "SELECT (SELECT count(*) FROM marketing.ad_campaigns) + (SELECT count(*) FROM hr.employees) AS n",
+            tmp.path(),
+        );
+        assert_eq!(text(&out.stdout), "n\n0\n", "{}", text(&out.stderr));
+    }
+}
+
 mod serve {
     //! `opslake serve` with real clients: psql (simple protocol, its `\dt` catalog queries) and
     //! psycopg (extended protocol, server-side parameters), against the demo company's lake.
@@ -700,6 +802,24 @@ mod serve {
         }
         let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT count(*) FROM crm.people"]);
         assert!(text(&out.stdout).trim().parse::<u64>().is_ok_and(|n| n > 0), "{}", text(&out.stderr));
+    }
+
+    #[test]
+    #[ignore = "needs psql: run with scripts/test"]
+    fn every_documented_function_answers_over_the_wire_as_in_opslake_query() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let project = tmp.path().join("empty");
+        std::fs::create_dir(&project).expect("mkdir");
+        std::fs::write(project.join("opslake.yml"), "lake: ./lake\n").expect("config");
+        let server = start(&project, &hash(tmp.path())).expect("serve starts");
+        let (sql, n) = super::functions::statement();
+        let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-F", ",", "-c", &sql]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert_eq!(stdout.trim().split(',').filter(|v| *v == "t").count(), n, "{stdout}");
+        let out =
+            psql(&server, PASSWORD, "disable", &["-A", "-t", "-c", "SELECT count(*) FROM marketing.ad_campaigns"]);
+        assert_eq!(text(&out.stdout).trim(), "0", "{}", text(&out.stderr));
     }
 
     /// psycopg through tests/python/pg_attack.py: one JSON document out.

@@ -57,7 +57,7 @@ fn reference(dir: &Path) -> PathBuf {
 async fn every_table_reads(dir: &Path) {
     let lake = lake_at(dir);
     let contract = Contract::embedded().expect("contract");
-    let ctx = opslake_lake::read::session();
+    let ctx = opslake_lake::read::context();
     let names = opslake_lake::read::register_lake(&ctx, &lake, &contract, None).await.expect("every table opens");
     for name in names {
         let df = ctx.sql(&format!("SELECT count(*) FROM {name}")).await.expect("plans");
@@ -227,7 +227,7 @@ async fn publish_writes_a_switched_snapshot_with_the_lake_row_counts() {
     assert_eq!(current, Path::new("snapshots").join(&manifest.snapshot_id));
     // The new snapshot and the one before it; older ones are gone.
     assert_eq!(std::fs::read_dir(out_dir.join("snapshots")).expect("dir").count(), 2);
-    let ctx = opslake_lake::read::session();
+    let ctx = opslake_lake::read::context();
     opslake_lake::read::register_lake(&ctx, &lake_at(&lake), &Contract::embedded().expect("contract"), None)
         .await
         .expect("registers");

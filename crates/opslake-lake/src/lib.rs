@@ -1,16 +1,15 @@
-//! opslake-lake: where canonical rows are kept.
+//! opslake-lake: where canonical rows are kept, and nothing else.
 //!
 //! The lake is a directory or object-store prefix holding one Delta table per canonical table
-//! at `<namespace>/<table>`, plus the system tables (`_rejects`). [`ingest::ingest`] reads
-//! export files with opslake-sources, stages each table's rows as Parquet on local disk (so
-//! memory stays bounded), then commits each table once: rows deduplicated by key (the latest
-//! `source_updated_at` wins), merged into the Delta table.
+//! at `<namespace>/<table>`, plus the system tables (`_rejects`, the run records). This crate
+//! stores: it stages rows as local Parquet parts ([`stage`]), commits them in each table's
+//! write mode ([`write`]: rows deduplicated by key, the latest `source_updated_at` winning),
+//! keeps the one-writer lock, the manifest and the run records ([`runs::Run`]), and reads,
+//! publishes and maintains the tables. What the rows are made from is the ingest crate's.
 
-pub mod ingest;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;
-mod max_by;
 pub mod publish;
 pub mod read;
 pub mod runs;
@@ -138,6 +137,9 @@ pub fn location_url(location: &StorageLocation) -> Result<Url> {
     }
 }
 
+/// Name of the system table of rejects.
+pub const REJECTS: &str = "_rejects";
+
 /// Path of a table inside the lake, relative to the lake root: `crm/people`, `_rejects`.
 pub fn table_path(id: &TableId) -> String {
     if id.namespace.is_empty() { id.name.clone() } else { format!("{}/{}", id.namespace, id.name) }
@@ -184,9 +186,6 @@ pub enum Error {
         /// The underlying error.
         source: parquet::errors::ParquetError,
     },
-    /// Reading or mapping an input failed.
-    #[error(transparent)]
-    Source(#[from] opslake_sources::Error),
     /// The lake's object store failed.
     #[error("lake store, {context}: {source}")]
     Store {
@@ -216,7 +215,6 @@ impl Error {
             Self::Io { .. } | Self::Delta { .. } | Self::Store { .. } => ErrorClass::External,
             Self::Locked { .. } => ErrorClass::Busy,
             Self::Location { .. } => ErrorClass::User,
-            Self::Source(e) => e.class(),
             Self::DataFusion { .. } | Self::Parquet { .. } | Self::Internal { .. } => ErrorClass::Internal,
         }
     }

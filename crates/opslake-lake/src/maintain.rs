@@ -9,9 +9,7 @@ use deltalake::operations::optimize::OptimizeType;
 use opslake_schema::Contract;
 use serde::Serialize;
 
-use crate::ingest::RunContext;
-use crate::lock::LakeLock;
-use crate::runs::{self, RUNS, RunRow};
+use crate::runs::Run;
 use crate::{Error, Lake, Result};
 
 /// Settings of `opslake maintain`.
@@ -50,21 +48,27 @@ pub struct Maintained {
     pub version: Option<u64>,
 }
 
+/// What `opslake maintain` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintainReport {
+    /// The run, as `_runs` has it.
+    pub run_id: String,
+    /// Per table maintained.
+    pub tables: Vec<Maintained>,
+}
+
 /// Compacts and vacuums every table of the lake under the lake's lock, recorded in `_runs`.
 pub async fn maintain(
     lake: &Lake,
     contract: &Contract,
-    run: &RunContext,
     options: &MaintainOptions,
     progress: &mut (dyn FnMut(&str) + Send),
-) -> Result<Vec<Maintained>> {
-    let mut lock = LakeLock::acquire(lake, &run.run_id, "maintain", options.lock_ttl).await?;
-    let mut row = RunRow::starting(run, "maintain", &lock);
-    runs::append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await?;
+) -> Result<MaintainReport> {
+    let mut run = Run::start(lake, contract, "maintain", options.lock_ttl, false).await?;
     let mut done = Vec::new();
     let mut outcome = Ok(());
     for table in contract.tables().chain(contract.system_tables()) {
-        if let Err(e) = lock.renew_if_due().await {
+        if let Err(e) = run.lock().renew_if_due().await {
             outcome = Err(e);
             break;
         }
@@ -89,13 +93,14 @@ pub async fn maintain(
     if outcome.is_ok() {
         let (added, removed, vacuumed) =
             done.iter().fold((0, 0, 0), |(a, r, v), m| (a + m.files_added, r + m.files_removed, v + m.files_vacuumed));
-        row.message = Some(format!(
+        run.row.message = Some(format!(
             "{} tables: {added} files written, {removed} compacted away, {vacuumed} vacuumed",
             done.len()
         ));
     }
-    runs::finish(lake, contract, lock, row, &outcome).await?;
-    outcome.map(|()| done)
+    let run_id = run.context().run_id.clone();
+    run.finish(&outcome).await?;
+    outcome.map(|()| MaintainReport { run_id, tables: done })
 }
 
 async fn maintain_table(delta: deltalake::DeltaTable, name: &str, options: &MaintainOptions) -> Result<Maintained> {

@@ -89,7 +89,7 @@ pub struct Manifest {
 impl Manifest {
     /// Reads the manifest from the lake's `_run_files`; empty when the lake has none.
     pub async fn load(lake: &Lake, contract: &Contract) -> Result<Self> {
-        let ctx = crate::read::session();
+        let ctx = crate::read::context();
         let Some(table) = contract.system_table(crate::runs::RUN_FILES) else {
             return Err(Error::Internal { message: "the contract has no _run_files table".into() });
         };

@@ -85,9 +85,9 @@ pub async fn publish(
     }
     let store = out_store(lake, &out_url)?;
     let snapshot_id = uuid::Uuid::now_v7().to_string();
-    let ctx = crate::read::session();
+    let ctx = crate::read::context();
     let mut tables = Vec::new();
-    let sources = contract.tables().chain(contract.system_table(crate::ingest::REJECTS));
+    let sources = contract.tables().chain(contract.system_table(crate::REJECTS));
     for table in sources {
         let Some(delta) = crate::read::open(lake, table, None).await? else { continue };
         let name = table.id.to_string();

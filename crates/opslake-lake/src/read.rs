@@ -12,14 +12,13 @@ use opslake_schema::{Contract, Table};
 
 use crate::{Error, Lake, Result};
 
-/// A DataFusion session that reads the lake with the contract's types (Utf8, not view types),
-/// can plan Delta writes of its queries (models are written from it), and has opslake's
-/// aggregates `max_by` and `min_by`.
-pub fn session() -> SessionContext {
+/// The DataFusion context the lake reads and writes its own tables with: the contract's
+/// types (Utf8, not view types) and Delta writes of queries. It has none of opslake's SQL
+/// functions: the one session users' SQL runs in (models, `query`, `serve`) is built on it by
+/// opslake-models' `session`.
+pub fn context() -> SessionContext {
     let ctx = deltalake::delta_datafusion::DeltaSessionContext::new().into_inner();
     ctx.state_ref().write().config_mut().options_mut().execution.parquet.schema_force_view_types = false;
-    ctx.register_udaf(crate::max_by::max_by());
-    ctx.register_udaf(crate::max_by::min_by());
     ctx
 }
 
@@ -99,10 +98,12 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, table: &Table, version:
     Ok(true)
 }
 
-/// Registers every canonical and system table that exists in `lake` with `ctx`, each under its
-/// SQL name. With `as_of` (from [`crate::runs::versions_as_of`]), canonical tables and
-/// `_rejects` are read at those versions and tables not yet written then are left out; the run
-/// records are always read at their latest. Returns the names registered.
+/// Registers every canonical and system table with `ctx`, each under its SQL name: those the
+/// lake holds as Delta tables, the others empty, with the contract's columns, so that SQL over
+/// a department no file has fed yet reads no rows instead of failing. With `as_of` (from
+/// [`crate::runs::versions_as_of`]), canonical tables and `_rejects` are read at those versions
+/// and those not yet written then are empty; the run records are always read at their latest.
+/// Returns the names of the tables the lake holds (at `as_of`).
 pub async fn register_lake(
     ctx: &SessionContext,
     lake: &Lake,
@@ -123,49 +124,30 @@ pub async fn register_lake(
         let version = match as_of {
             Some(versions) if !crate::runs::is_run_record(&name) => match versions.get(&name) {
                 Some(v) => Some(*v),
-                None => continue,
+                None => {
+                    register_empty(ctx, table)?;
+                    continue;
+                }
             },
             _ => None,
         };
         if register(ctx, lake, table, version).await? {
             names.push(name);
+        } else {
+            register_empty(ctx, table)?;
         }
     }
     Ok(names)
 }
 
-/// Registers `fx_convert(amount, from, to, date)` with `ctx`, over the rates of `ref.fx_rates`
-/// when `ctx` has that table (none otherwise: every conversion then reports its missing rate).
-/// Conversions that find no rate are collected in the returned set, for the caller to report.
-pub async fn register_fx(ctx: &SessionContext) -> Result<opslake_sources::fx::MissingRates> {
-    use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
-    let mut rates = opslake_sources::fx::FxRates::default();
-    if ctx.table_exist("ref.fx_rates").unwrap_or(false) {
-        let sql = format!(
-            "SELECT CAST(rate_date AS DATE), from_currency, to_currency, \
-             CAST(rate AS DECIMAL(38, {})) FROM ref.fx_rates WHERE NOT is_deleted",
-            opslake_sources::fx::RATE_SCALE
-        );
-        let df_err = |source| Error::DataFusion { context: "reading ref.fx_rates".into(), source };
-        let batches = ctx.sql(&sql).await.map_err(df_err)?.collect().await.map_err(df_err)?;
-        for b in &batches {
-            let day = b.column(0).as_any().downcast_ref::<Date32Array>();
-            let from = b.column(1).as_any().downcast_ref::<StringArray>();
-            let to = b.column(2).as_any().downcast_ref::<StringArray>();
-            let rate = b.column(3).as_any().downcast_ref::<Decimal128Array>();
-            let (Some(day), Some(from), Some(to), Some(rate)) = (day, from, to, rate) else {
-                return Err(Error::Internal { message: "ref.fx_rates has unexpected column types".into() });
-            };
-            for i in 0..b.num_rows() {
-                if !(day.is_null(i) || from.is_null(i) || to.is_null(i) || rate.is_null(i)) {
-                    rates.insert(day.value(i), from.value(i), to.value(i), rate.value(i));
-                }
-            }
-        }
-    }
-    let missing = opslake_sources::fx::MissingRates::default();
-    ctx.register_udf(opslake_sources::fx::fx_convert_udf(Arc::new(rates), Arc::clone(&missing)));
-    Ok(missing)
+/// Registers `table` with no rows, as the contract declares it.
+fn register_empty(ctx: &SessionContext, table: &Table) -> Result<()> {
+    let name = table.id.to_string();
+    let df_err = |source| Error::DataFusion { context: format!("registering {name} (empty)"), source };
+    let empty = datafusion::datasource::MemTable::try_new(table.arrow_schema(), vec![Vec::new()]).map_err(df_err)?;
+    ctx.deregister_table(name.as_str()).map_err(df_err)?;
+    ctx.register_table(name.as_str(), Arc::new(empty)).map_err(df_err)?;
+    Ok(())
 }
 
 /// Registers the Delta table `id` (a model's table) with `ctx` as `sql_name`. Returns `false`

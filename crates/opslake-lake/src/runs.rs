@@ -10,6 +10,7 @@ use deltalake::protocol::SaveMode;
 use opslake_schema::{Contract, Table};
 use serde::Serialize;
 
+use crate::lock::LakeLock;
 use crate::{Error, Lake, Result};
 
 /// One row per run state.
@@ -75,49 +76,127 @@ pub struct RunRow {
     pub exit_code: Option<i64>,
 }
 
-impl RunRow {
-    /// The RUNNING row of `run`, a `command` that holds `lock`.
-    pub fn starting(run: &crate::ingest::RunContext, command: &str, lock: &crate::lock::LakeLock) -> Self {
-        Self {
-            run_id: run.run_id.clone(),
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run id.
+    pub run_id: String,
+    /// When the run started, UTC microseconds.
+    pub started_at: i64,
+}
+
+impl RunContext {
+    /// A new run starting now, with a UUIDv7 id (ids sort by start time).
+    pub fn start() -> Self {
+        Self { run_id: uuid::Uuid::now_v7().to_string(), started_at: chrono::Utc::now().timestamp_micros() }
+    }
+}
+
+/// A command writing the lake, from its RUNNING row in `_runs` to its final one: it holds the
+/// lake's lock all along. Every command that writes (ingest, build, test, run, maintain) is
+/// one `Run`, so the lifecycle a scheduler reads is written in one place.
+pub struct Run<'a> {
+    lake: &'a Lake,
+    contract: &'a Contract,
+    context: RunContext,
+    lock: LakeLock,
+    /// The final row, filled as the run goes: counts of each step, snapshot, exit code.
+    pub row: RunRow,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Everything it did landed.
+    Succeeded,
+    /// It stopped or something failed: why, and the first step that failed.
+    Failed {
+        /// For people.
+        message: String,
+        /// `ingest`, `build`, ..., when the command has steps.
+        step: Option<String>,
+    },
+    /// Another run took the lake: the lake is no longer this run's to write, nothing is recorded.
+    LostLock,
+}
+
+impl<'a> Run<'a> {
+    /// Takes the lake's lock for `command` and records that the run started. Fails with
+    /// [`Error::Locked`] when another run holds the lake; the lock is given back when the
+    /// RUNNING row cannot be written.
+    pub async fn start(
+        lake: &'a Lake,
+        contract: &'a Contract,
+        command: &str,
+        ttl: std::time::Duration,
+        full_refresh: bool,
+    ) -> Result<Self> {
+        let context = RunContext::start();
+        let lock = LakeLock::acquire(lake, &context.run_id, command, ttl).await?;
+        let row = RunRow {
+            run_id: context.run_id.clone(),
             command: command.into(),
             status: "RUNNING".into(),
-            started_at: run.started_at,
+            started_at: context.started_at,
             host: format!("{}:{}", lock.entry().host, lock.entry().pid),
             opslake_version: env!("CARGO_PKG_VERSION").into(),
-            ..Self::default()
+            full_refresh,
+            ..RunRow::default()
+        };
+        if let Err(e) = append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await {
+            let _ = lock.release().await;
+            return Err(e);
         }
+        Ok(Self { lake, contract, context, lock, row })
     }
-}
 
-/// Records the end of a run and gives the lake back, unless the run lost its lock: then
-/// another run owns the lake and nothing more is written.
-pub async fn finish<T>(
-    lake: &Lake,
-    contract: &Contract,
-    lock: crate::lock::LakeLock,
-    mut row: RunRow,
-    outcome: &Result<T>,
-) -> Result<()> {
-    if matches!(outcome, Err(Error::Locked { .. })) {
-        return Ok(());
+    /// The run's id and start.
+    pub fn context(&self) -> &RunContext {
+        &self.context
     }
-    if let Err(e) = outcome {
-        row.status = "FAILED".into();
-        row.message = Some(e.to_string());
-    } else {
-        row.status = "SUCCEEDED".into();
-    }
-    record_end(lake, contract, lock, row).await
-}
 
-/// Appends the final row of a run whose status (and counts, step, exit code) the caller has
-/// filled, then gives the lake back. The lock is released even when the row cannot be written.
-pub async fn record_end(lake: &Lake, contract: &Contract, lock: crate::lock::LakeLock, mut row: RunRow) -> Result<()> {
-    row.ended_at = Some(chrono::Utc::now().timestamp_micros());
-    let recorded = append_rows(lake, contract, RUNS, std::slice::from_ref(&row)).await;
-    lock.release().await?;
-    recorded
+    /// The lake the run writes.
+    pub fn lake(&self) -> &'a Lake {
+        self.lake
+    }
+
+    /// The contract the run writes by.
+    pub fn contract(&self) -> &'a Contract {
+        self.contract
+    }
+
+    /// The lake's lock, for the run's steps to renew as they go.
+    pub fn lock(&mut self) -> &mut LakeLock {
+        &mut self.lock
+    }
+
+    /// Ends the run as `outcome` of this crate's work says (a lost lock records nothing).
+    pub async fn finish<T>(self, outcome: &Result<T>) -> Result<()> {
+        let ended = match outcome {
+            Ok(_) => Ended::Succeeded,
+            Err(Error::Locked { .. }) => Ended::LostLock,
+            Err(e) => Ended::Failed { message: e.to_string(), step: None },
+        };
+        self.end(ended).await
+    }
+
+    /// Appends the run's final row, with what the steps filled in, and gives the lake back,
+    /// even when the row cannot be written.
+    pub async fn end(mut self, ended: Ended) -> Result<()> {
+        match ended {
+            Ended::LostLock => return Ok(()),
+            Ended::Succeeded => self.row.status = "SUCCEEDED".into(),
+            Ended::Failed { message, step } => {
+                self.row.status = "FAILED".into();
+                self.row.message = Some(message);
+                self.row.failed_step = step;
+            }
+        }
+        self.row.ended_at = Some(chrono::Utc::now().timestamp_micros());
+        let recorded = append_rows(self.lake, self.contract, RUNS, std::slice::from_ref(&self.row)).await;
+        self.lock.release().await?;
+        recorded
+    }
 }
 
 /// A `_run_files` row.
@@ -200,7 +279,7 @@ pub async fn append_rows<S: Serialize>(lake: &Lake, contract: &Contract, name: &
 }
 
 async fn query(lake: &Lake, contract: &Contract, tables: &[&str], sql: &str) -> Result<Option<Vec<RecordBatch>>> {
-    let ctx = crate::read::session();
+    let ctx = crate::read::context();
     for name in tables {
         if !crate::read::register(&ctx, lake, system_table(contract, name)?, None).await? {
             return Ok(None);

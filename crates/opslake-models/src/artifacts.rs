@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::data_tests::TestKind;
 use crate::execute::{BuildReport, write_file};
-use crate::tests::TestKind;
 use crate::{Project, Result};
 
 /// The version of the artifacts' shape; bumped when a field changes meaning.

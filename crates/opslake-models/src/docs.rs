@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use opslake_schema::Contract;
 
-use crate::tests::TestKind;
+use crate::data_tests::TestKind;
 use crate::{Materialized, Project};
 
 const NODE_W: i64 = 230;

@@ -22,8 +22,8 @@ use opslake_sources::udf::UdfContext;
 use serde::Serialize;
 
 use crate::compile::render;
+use crate::data_tests::{DataTest, Severity};
 use crate::project::{Materialized, Model};
-use crate::tests::{DataTest, Severity};
 use crate::{Error, Project, Result};
 
 /// Lake namespace of model tables.
@@ -180,28 +180,6 @@ pub fn model_table(name: &str) -> TableId {
     TableId { namespace: MODELS_NAMESPACE.into(), name: name.into() }
 }
 
-/// A session over `lake`: canonical and system tables, opslake's functions (fx_convert over
-/// the lake's rates), and every model table already built, by its bare name.
-pub async fn session(lake: &Lake, contract: &Contract, udf: &UdfContext) -> Result<SessionContext> {
-    Ok(session_with_rates(lake, contract, udf).await?.0)
-}
-
-/// [`session`], and the conversions fx_convert found no rate for, filled as queries run.
-async fn session_with_rates(
-    lake: &Lake,
-    contract: &Contract,
-    udf: &UdfContext,
-) -> Result<(SessionContext, opslake_sources::fx::MissingRates)> {
-    let ctx = opslake_lake::read::session();
-    opslake_lake::read::register_lake(&ctx, lake, contract, None).await?;
-    let missing = opslake_lake::read::register_fx(&ctx).await?;
-    for f in opslake_sources::udf::all(udf) {
-        ctx.register_udf(f);
-    }
-    register_built(&ctx, lake).await?;
-    Ok((ctx, missing))
-}
-
 /// Registers what builds wrote: every model table by its bare name, and the failing rows of
 /// tests as `test_failures.<test>`. Returns the names registered.
 pub async fn register_built(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
@@ -249,7 +227,8 @@ pub async fn build(
         .dag
         .select(&project.node_infos(), &options.select, &options.exclude)
         .map_err(|message| Error::Selector { message })?;
-    let (ctx, missing_rates) = session_with_rates(lake, contract, &options.udf).await?;
+    let crate::session::Session { ctx, missing_rates } =
+        crate::session::open(lake, contract, &options.udf, None).await?;
     let models: Vec<String> = if options.run_models { project.dag.order(&selected) } else { Vec::new() };
     // Views the selection reads but does not rebuild live only in sessions: define them.
     let unselected_views: BTreeSet<String> = project

@@ -8,11 +8,12 @@
 
 pub mod artifacts;
 pub mod compile;
+pub mod data_tests;
 pub mod docs;
 pub mod execute;
 pub mod graph;
 pub mod project;
-pub mod tests;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,9 +21,9 @@ use std::path::PathBuf;
 use opslake_schema::{Contract, ErrorClass, Problem};
 
 pub use compile::Scope;
+pub use data_tests::{DataTest, Severity, TestKind};
 pub use graph::{Dag, NodeInfo};
 pub use project::{Materialized, Model, ModelConfig, Pipelines};
-pub use tests::{DataTest, Severity, TestKind};
 
 /// Default directory of the pipelines project, relative to the project.
 pub const PIPELINES_DIR: &str = "pipelines";

@@ -9,7 +9,7 @@ use opslake_schema::{Contract, Problem};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::tests::{DataTest, Severity, TestKind};
+use crate::data_tests::{DataTest, Severity, TestKind};
 use crate::{Error, Result};
 
 const SOURCES_FILE: &str = "sources.yml";

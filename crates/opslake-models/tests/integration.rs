@@ -20,8 +20,8 @@ mod slt {
     use arrow::array::RecordBatch;
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     use async_trait::async_trait;
+    use opslake_ingest::{Connection, IngestOptions, Input};
     use opslake_lake::Lake;
-    use opslake_lake::ingest::{IngestOptions, Input, RunContext};
     use opslake_lake::lock::LakeLock;
     use opslake_models::Project;
     use opslake_models::execute::{BuildOptions, Status};
@@ -78,19 +78,19 @@ mod slt {
                 .into_iter()
                 .map(|path| Input {
                     path,
-                    connection: "test".into(),
-                    tool: Some(tool.to_string()),
-                    currency: Some("USD".into()),
-                    ..Input::default()
+                    connection: Connection {
+                        tool: Some(tool.to_string()),
+                        currency: Some("USD".into()),
+                        ..Connection::named("test")
+                    },
                 })
                 .collect();
             let (registry, _) = ToolRegistry::load(None, &self.contract).map_err(err)?;
-            let report = opslake_lake::ingest::ingest(
+            let report = opslake_ingest::ingest(
                 &self.lake()?,
                 &self.contract,
                 &registry.tools(),
                 &inputs,
-                &RunContext::start(),
                 &IngestOptions::default(),
                 &mut |_| {},
             )
@@ -166,7 +166,7 @@ mod slt {
 
         async fn sql(&self, sql: &str) -> Result<Output, HarnessError> {
             let lake = self.lake()?;
-            let ctx = opslake_models::execute::session(&lake, &self.contract, &Self::udf()).await.map_err(err)?;
+            let ctx = opslake_models::session::open(&lake, &self.contract, &Self::udf(), None).await.map_err(err)?.ctx;
             let df = ctx.sql(sql).await.map_err(err)?;
             let batches = df.collect().await.map_err(err)?;
             rows(&batches)

@@ -14,10 +14,12 @@ pub mod fx;
 pub mod input;
 pub mod json_reader;
 pub mod mapping;
+mod max_by;
 pub mod parse;
 pub mod privacy;
 pub mod raw;
 pub mod spec;
+pub mod stream;
 pub mod udf;
 pub mod xml_reader;
 

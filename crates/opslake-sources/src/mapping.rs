@@ -186,9 +186,7 @@ impl ShapeMapper {
             connection: file.connection.clone(),
             home_currency: shape.home_currency.clone(),
         };
-        for f in udf::all(&udf_ctx) {
-            ctx.register_udf(f);
-        }
+        udf::register(&ctx, &udf_ctx);
         let tz: Tz = shape.timezone.parse().unwrap_or(Tz::UTC);
         Self {
             ctx,

@@ -336,6 +336,17 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
     ]
 }
 
+/// Installs every opslake function in `session`: the scalar functions of [`all`], bound to
+/// `ctx`, and the aggregates `max_by` and `min_by`. Every session opslake gives SQL to, the
+/// mapping's, the models' and the one `query` and `serve` answer with, gets them from here.
+pub fn register(session: &datafusion::prelude::SessionContext, ctx: &UdfContext) {
+    for f in all(ctx) {
+        session.register_udf(f);
+    }
+    session.register_udaf(crate::max_by::max_by());
+    session.register_udaf(crate::max_by::min_by());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

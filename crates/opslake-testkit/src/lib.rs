@@ -123,7 +123,7 @@ pub fn assert_golden(expected: &Path, actual: &str) {
 /// different runs compare equal.
 pub async fn lake_content(lake: &opslake_lake::Lake) -> std::collections::BTreeMap<String, String> {
     let contract = opslake_schema::Contract::embedded().expect("contract");
-    let ctx = opslake_lake::read::session();
+    let ctx = opslake_lake::read::context();
     let names = opslake_lake::read::register_lake(&ctx, lake, &contract, None).await.expect("every table opens");
     let mut out = std::collections::BTreeMap::new();
     for name in names.into_iter().filter(|n| !opslake_lake::runs::is_run_record(n)) {

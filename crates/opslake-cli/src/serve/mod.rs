@@ -53,7 +53,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::lake_cmds::{OpenLake, open_lake};
+use crate::open::{OpenLake, open_lake};
 use crate::query::Session;
 use crate::{CliError, LakeArgs, ProjectArgs};
 

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
+use opslake_ingest::{Connection, IngestOptions, IngestReport, Input, ingest};
 use opslake_lake::Lake;
-use opslake_lake::ingest::{IngestOptions, IngestReport, Input, RunContext, ingest};
 use opslake_schema::{Contract, StorageLocation};
 use opslake_sources::{Tool, ToolRegistry};
 
@@ -31,25 +31,20 @@ async fn run_ingest(lake_dir: &Path, inputs: &[Input], project: Option<&Path>) -
 
 async fn run_with(lake_dir: &Path, inputs: &[Input], project: Option<&Path>, options: &IngestOptions) -> IngestReport {
     let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
-    let run = RunContext::start();
-    ingest(&lake, &contract(), &tools(project), inputs, &run, options, &mut |_| {}).await.expect("ingest runs")
+    ingest(&lake, &contract(), &tools(project), inputs, options, &mut |_| {}).await.expect("ingest runs")
 }
 
 /// An input as `opslake ingest --path` makes it: the project's reporting currency (USD by
 /// default) is the connection's home currency.
 fn input(path: PathBuf, tool: Option<&str>) -> Input {
-    Input {
-        path,
-        connection: "test".into(),
-        tool: tool.map(str::to_string),
-        currency: Some("USD".into()),
-        ..Input::default()
-    }
+    let connection =
+        Connection { tool: tool.map(str::to_string), currency: Some("USD".into()), ..Connection::named("test") };
+    Input { path, connection }
 }
 
 async fn query(lake_dir: &Path, sql: &str) -> Vec<RecordBatch> {
     let lake = Lake::open(&StorageLocation::Local(lake_dir.to_path_buf())).expect("lake");
-    let ctx = opslake_lake::read::session();
+    let ctx = opslake_lake::read::context();
     opslake_lake::read::register_lake(&ctx, &lake, &contract(), None).await.expect("registers");
     ctx.sql(sql).await.expect("plans").collect().await.expect("runs")
 }
@@ -600,7 +595,7 @@ mod bad_input {
         opslake_testkit::repo_root().join("tests/fixtures/user_tool")
     }
 
-    async fn one(path: &Path, tool: Option<&str>) -> opslake_lake::ingest::FileSummary {
+    async fn one(path: &Path, tool: Option<&str>) -> opslake_ingest::FileSummary {
         let lake = tempfile::tempdir().expect("tempdir");
         let report = run_ingest(lake.path(), &[input(path.to_path_buf(), tool)], Some(&user_project())).await;
         assert_eq!(report.files.len(), 1);
@@ -749,7 +744,8 @@ mod connection_options {
         let project = opslake_testkit::repo_root().join("tests/fixtures/user_tool");
         let lake = tempfile::tempdir().expect("tempdir");
         let file = project.join("exports/acme_accounts.csv");
-        let input = Input { timezone: Some("America/New_York".into()), ..input(file, Some("acme_crm")) };
+        let mut input = input(file, Some("acme_crm"));
+        input.connection.timezone = Some("America/New_York".into());
         run_ingest(lake.path(), &[input], Some(&project)).await;
         let rows = query(lake.path(), "SELECT source_created_at FROM crm.organizations WHERE source_id = 'K-1'").await;
         let text = opslake_testkit::sorted_csv(&rows, &[], &|_, v| v);
@@ -1053,7 +1049,7 @@ mod reruns {
         assert_eq!(opslake_lake::runs::row_count(&files), 2);
         for (run, people) in [(&first.run_id, 1), (&second.run_id, 2)] {
             let versions = opslake_lake::runs::versions_as_of(&lake, &contract, run).await.expect("known run");
-            let ctx = opslake_lake::read::session();
+            let ctx = opslake_lake::read::context();
             opslake_lake::read::register_lake(&ctx, &lake, &contract, Some(&versions)).await.expect("registers");
             let batches =
                 ctx.sql("SELECT count(*) FROM crm.people").await.expect("plans").collect().await.expect("runs");
@@ -1240,7 +1236,7 @@ mod finance_invariants {
             eprintln!("skipped: ../shared/corpus is not beside the repository");
             return;
         };
-        let ctx = opslake_lake::read::session();
+        let ctx = opslake_lake::read::context();
         let l = Lake::open(&StorageLocation::Local(lake.path().to_path_buf())).expect("lake");
         let names = opslake_lake::read::register_lake(&ctx, &l, &contract(), None).await.expect("registers");
         let finance: Vec<&String> = names.iter().filter(|n| n.starts_with("finance.")).collect();
@@ -1468,8 +1464,8 @@ mod personal_data {
                 let l = Lake::open(&StorageLocation::Local(lake)).expect("lake");
                 let options = IngestOptions { privacy: Some(privacy), key, full_refresh, ..options() };
                 let mut warnings = Vec::new();
-                let result = ingest(&l, &contract(), &tools(None), &inputs, &RunContext::start(), &options, &mut |e| {
-                    if let opslake_lake::ingest::Event::Warning(w) = e {
+                let result = ingest(&l, &contract(), &tools(None), &inputs, &options, &mut |e| {
+                    if let opslake_ingest::Event::Warning(w) = e {
                         warnings.push(w.to_string());
                     }
                 })
