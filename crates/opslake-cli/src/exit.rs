@@ -69,10 +69,10 @@ impl CliError {
     }
 
     /// An error opening the project: a config that does not parse is the user's to fix.
-    pub fn from_project(err: opslake_schema::ProjectError) -> Self {
+    pub fn from_project(err: opslake_config::ProjectError) -> Self {
         match err {
-            opslake_schema::ProjectError::Parse(p) => Self::user(p),
-            io @ opslake_schema::ProjectError::Io { .. } => Self::new(ErrorClass::External, io),
+            opslake_config::ProjectError::Parse(p) => Self::user(p),
+            io @ opslake_config::ProjectError::Io { .. } => Self::new(ErrorClass::External, io),
         }
     }
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::ProgressBar;
+use opslake_config::{KEY_ENV, PersonalKey, Privacy, StorageLocation};
 use opslake_ingest::{Event, IngestOptions, IngestReport, Input, ingest};
 use opslake_lake::Lake;
-use opslake_schema::{Contract, ErrorClass, KEY_ENV, PersonalKey, Privacy, StorageLocation};
-use opslake_sources::ToolRegistry;
+use opslake_schema::{Contract, ErrorClass};
+use opslake_tools::ToolRegistry;
 
 use crate::logging::PROGRESS;
 use crate::{CliError, LakeArgs, ProjectArgs, say};
@@ -61,7 +62,7 @@ pub(crate) struct Inputs<'a> {
 /// The key of the personal-data hashes, from where opslake.yml says or [`KEY_ENV`]; `None`
 /// when none is set (an old lake's salt may still serve: ingest decides). Messages name where
 /// the key was looked for, never what it holds.
-fn personal_key(project: &opslake_schema::Project) -> Result<Option<PersonalKey>, CliError> {
+fn personal_key(project: &opslake_config::Project) -> Result<Option<PersonalKey>, CliError> {
     let (text, from) = match project.config.personal_data.key_source() {
         Some(source) => project.read_secret("personal_data.key", source).map_err(CliError::user)?,
         None => match std::env::var(KEY_ENV) {
@@ -75,7 +76,7 @@ fn personal_key(project: &opslake_schema::Project) -> Result<Option<PersonalKey>
 impl IngestPlan {
     /// Loads the project's tools and privacy policy and lists the input files.
     pub fn prepare(
-        project: &opslake_schema::Project,
+        project: &opslake_config::Project,
         contract: &Contract,
         inputs: &Inputs<'_>,
         full_refresh: bool,

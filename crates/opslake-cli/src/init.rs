@@ -22,7 +22,7 @@ const FILES: &[(&str, &str)] = &[
     (".gitignore", include_str!("../starter/gitignore")),
 ];
 /// Empty directories the starter project has, for the user to fill.
-const DIRS: &[&str] = &["exports", "sources", "pipelines/models/staging", "pipelines/models/marts", "pipelines/tests"];
+const DIRS: &[&str] = &["exports", "tools", "pipelines/models/staging", "pipelines/models/marts", "pipelines/tests"];
 
 pub(crate) fn run(args: &InitArgs) -> Result<(), CliError> {
     let existing: Vec<&str> = FILES.iter().map(|(p, _)| *p).filter(|p| args.dir.join(p).exists()).collect();

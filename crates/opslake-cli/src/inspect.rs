@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 use opslake_schema::{Contract, EnvelopeRole};
-use opslake_sources::ToolRegistry;
-use opslake_sources::detect::recognise;
-use opslake_sources::input::visit_inputs;
-use opslake_sources::mapping::{FileContext, ShapeMapper};
+use opslake_tools::ToolRegistry;
+use opslake_tools::detect::recognise;
+use opslake_tools::input::visit_inputs;
+use opslake_tools::mapping::{FileContext, ShapeMapper};
 
 use crate::{CliError, ProjectArgs};
 
@@ -84,8 +84,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
                     .filter(|(_, c)| c.role.is_none() || c.role == Some(EnvelopeRole::SourceId))
                     .map(|(i, _)| i)
                     .collect();
-                let shown = shown.project(&keep).map_err(opslake_sources::Error::from)?;
-                let text = pretty_format_batches(&[shown]).map_err(opslake_sources::Error::from)?;
+                let shown = shown.project(&keep).map_err(opslake_tools::Error::from)?;
+                let text = pretty_format_batches(&[shown]).map_err(opslake_tools::Error::from)?;
                 out.push_str(&format!("\n{} ({} rows in the first chunk)\n{text}\n", table.id, batch.num_rows()));
             }
             for rej in result.rejects.iter().take(args.rows) {

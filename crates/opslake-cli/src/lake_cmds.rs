@@ -2,7 +2,7 @@
 
 use arrow::array::RecordBatch;
 use clap::Args;
-use opslake_schema::StorageLocation;
+use opslake_config::StorageLocation;
 
 use crate::open::{lake_err, open_lake};
 use crate::{CliError, LakeArgs, ProjectArgs};

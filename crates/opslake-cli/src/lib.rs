@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use opslake_schema::{CONFIG_FILE, Project};
+use opslake_config::{CONFIG_FILE, Project};
 
 pub use exit::CliError;
 

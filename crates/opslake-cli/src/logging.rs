@@ -87,7 +87,7 @@ pub fn init(args: &LogArgs) {
     // People read the tables on stdout and the bar; a scheduler reads one event per item.
     let progress = if args.log_format == LogFormat::Json || args.verbose > 0 { ours } else { "off" };
     let directives = format!(
-        "{others},opslake_cli={ours},opslake_lake={ours},opslake_models={ours},opslake_sources={ours},\
+        "{others},opslake_cli={ours},opslake_lake={ours},opslake_models={ours},opslake_tools={ours},\
          opslake_schema={ours},{PROGRESS}={progress}"
     );
     let filter = std::env::var("RUST_LOG")

@@ -190,7 +190,7 @@ impl ModelPlan {
 /// The project's pipelines, compiled with the project's vars and `--vars`; any problem is an
 /// error listing them all.
 fn load_pipelines(
-    project: &opslake_schema::Project,
+    project: &opslake_config::Project,
     contract: &opslake_schema::Contract,
     extra_vars: Option<&str>,
 ) -> Result<Project, CliError> {

@@ -1,13 +1,14 @@
 //! What most commands start from: the project, the contract and the lake, opened.
 
+use opslake_config::StorageLocation;
 use opslake_lake::Lake;
-use opslake_schema::{Contract, StorageLocation};
+use opslake_schema::Contract;
 
 use crate::{CliError, LakeArgs, ProjectArgs};
 
 /// A project, its contract and its lake, opened.
 pub(crate) struct OpenLake {
-    pub project: opslake_schema::Project,
+    pub project: opslake_config::Project,
     pub contract: Contract,
     pub location: StorageLocation,
     pub lake: Lake,

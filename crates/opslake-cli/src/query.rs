@@ -118,7 +118,7 @@ fn format_name(format: Format) -> &'static str {
 /// (`opslake_models::session`), with the project's settings for opslake's functions.
 pub(crate) struct Session {
     ctx: SessionContext,
-    missing_rates: opslake_sources::fx::MissingRates,
+    missing_rates: opslake_tools::fx::MissingRates,
 }
 
 impl Session {

@@ -80,7 +80,7 @@ async fn steps_in_order(
     open: &OpenLake,
     ingest: &IngestPlan,
     models: &ModelPlan,
-    publish: Option<&opslake_schema::StorageLocation>,
+    publish: Option<&opslake_config::StorageLocation>,
     run: &mut Run<'_>,
     failures: &mut Vec<Failure>,
 ) -> Result<(), Failure> {

@@ -1,9 +1,10 @@
 //! `opslake validate`: config, contract and pipelines, every problem at once, no data read.
 
 use clap::Args;
+use opslake_config::{Privacy, Project, ProjectError, StorageLocation};
 use opslake_models::PIPELINES_DIR;
-use opslake_schema::{Contract, ErrorClass, Privacy, Problem, Project, ProjectError, StorageLocation};
-use opslake_sources::ToolRegistry;
+use opslake_schema::{Contract, ErrorClass, Problem};
+use opslake_tools::ToolRegistry;
 
 use crate::{CliError, LakeArgs, ProjectArgs};
 
@@ -83,8 +84,8 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<(), CliError> {
             println!("{}{line}", if i == 0 { "personal   " } else { "           " });
         }
         if privacy.hashes() {
-            use opslake_schema::config::SecretSource;
-            let env = opslake_schema::KEY_ENV;
+            use opslake_config::config::SecretSource;
+            let env = opslake_config::KEY_ENV;
             let from = match project.config.personal_data.key_source() {
                 Some(SecretSource::Env(var)) => format!("the environment variable {var}"),
                 Some(SecretSource::File(file)) => format!("the file {file}"),

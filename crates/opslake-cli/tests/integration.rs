@@ -812,7 +812,7 @@ mod serve {
         std::fs::create_dir(&project).expect("mkdir");
         std::fs::write(project.join("opslake.yml"), "lake: ./lake\n").expect("config");
         let server = start(&project, &hash(tmp.path())).expect("serve starts");
-        let (sql, n) = super::functions::statement();
+        let (sql, n) = functions::statement();
         let out = psql(&server, PASSWORD, "disable", &["-A", "-t", "-F", ",", "-c", &sql]);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));

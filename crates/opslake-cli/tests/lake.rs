@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use opslake_config::StorageLocation;
 use opslake_lake::Lake;
-use opslake_schema::{Contract, StorageLocation};
+use opslake_schema::Contract;
 
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opslake"));

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::process::{Command, Output};
 
+use opslake_config::StorageLocation;
 use opslake_lake::Lake;
-use opslake_schema::StorageLocation;
 
 const BUCKET: &str = "opslake-test";
 

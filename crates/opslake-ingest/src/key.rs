@@ -12,7 +12,7 @@ use crate::{Event, IngestOptions, Progress, Result};
 pub(crate) async fn hash_key(lake: &Lake, options: &IngestOptions, progress: &mut Progress<'_>) -> Result<Vec<u8>> {
     let old = legacy(lake).await?;
     let salt = SALT_PATH;
-    let env = opslake_schema::KEY_ENV;
+    let env = opslake_config::KEY_ENV;
     let refused = |message: String| opslake_lake::Error::Location { message }.into();
     match (&options.key, old) {
         (Some(key), Some(old)) if key.bytes() == old.as_slice() => {

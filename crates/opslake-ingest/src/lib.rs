@@ -3,7 +3,7 @@
 //! A run is four steps, one module each:
 //! - [`plan`]: the inputs (a project's connections, or paths), each compared with the manifest
 //!   (`_run_files`): unchanged files are skipped;
-//! - [`stream`]: each file read and mapped by opslake-sources into the lake's staging, a file
+//! - [`stream`]: each file read and mapped by opslake-tools into the lake's staging, a file
 //!   that fails (unreadable, unrecognised) reported and its staged rows dropped;
 //! - [`commit`]: each table committed once in its write mode, through the lake's API;
 //! - the run records: files, table versions, and the run's end (`opslake_lake::runs::Run`).
@@ -28,8 +28,8 @@ use opslake_lake::runs::{self, Ended, RUN_FILES, RUN_TABLES, Run, RunRow, RunTab
 use opslake_lake::write::Committed;
 use opslake_lake::{Lake, REJECTS};
 use opslake_schema::{Contract, ErrorClass};
-pub use opslake_sources::stream::{Connection, FileSummary};
-use opslake_sources::{Tool, privacy::Redactor};
+pub use opslake_tools::stream::{Connection, FileSummary};
+use opslake_tools::{Tool, privacy::Redactor};
 use serde::Serialize;
 
 /// One file (or archive) to ingest, and the connection it belongs to.
@@ -49,10 +49,10 @@ pub struct IngestOptions {
     /// How long the lake's lock lasts without renewal.
     pub lock_ttl: std::time::Duration,
     /// The personal-data policy; `None` writes every value as it came.
-    pub privacy: Option<opslake_schema::Privacy>,
+    pub privacy: Option<opslake_config::Privacy>,
     /// The key of the policy's hashes, from outside the lake; needed when the policy hashes,
     /// unless the lake still has an older opslake's salt.
-    pub key: Option<opslake_schema::PersonalKey>,
+    pub key: Option<opslake_config::PersonalKey>,
 }
 
 impl Default for IngestOptions {
@@ -243,7 +243,7 @@ pub enum Error {
     Lake(#[from] opslake_lake::Error),
     /// Reading or mapping an input failed.
     #[error(transparent)]
-    Source(#[from] opslake_sources::Error),
+    Source(#[from] opslake_tools::Error),
     /// The inputs cannot be listed: a path that does not exist, a bad glob, no connection.
     #[error("{message}")]
     Input {

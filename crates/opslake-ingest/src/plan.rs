@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use opslake_config::{Project, StorageLocation};
 use opslake_lake::Lake;
 use opslake_lake::manifest::{Decision, Fingerprint, Manifest, sha256_of};
 use opslake_lake::runs::{RunContext, RunFileRow};
-use opslake_schema::{Contract, Project, StorageLocation};
-use opslake_sources::parse::DateOrder;
+use opslake_schema::Contract;
+use opslake_tools::parse::DateOrder;
 
 use crate::{Connection, Error, Event, Input, Progress, Result};
 

@@ -1,4 +1,4 @@
-//! Reading the planned files into the lake's staging: opslake-sources reads and maps each
+//! Reading the planned files into the lake's staging: opslake-tools reads and maps each
 //! stream, its workers writing through [`StagedSink`]s into Parquet parts of their own.
 
 use std::collections::BTreeMap;
@@ -11,10 +11,10 @@ use opslake_lake::runs::{Run, RunFileRow};
 use opslake_lake::stage::{FinishedPart, PartWriter, Staging};
 use opslake_lake::table_path;
 use opslake_schema::{Table, WriteMode};
-use opslake_sources::Tool;
-use opslake_sources::input::visit_inputs;
-use opslake_sources::privacy::Redactor;
-use opslake_sources::stream::{Sink, StreamContext, read_stream};
+use opslake_tools::Tool;
+use opslake_tools::input::visit_inputs;
+use opslake_tools::privacy::Redactor;
+use opslake_tools::stream::{Sink, StreamContext, read_stream};
 
 use crate::plan::Plan;
 use crate::{Error, Event, FileSummary, Progress, Result};

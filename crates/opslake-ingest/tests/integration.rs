@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
+use opslake_config::StorageLocation;
 use opslake_ingest::{Connection, IngestOptions, IngestReport, Input, ingest};
 use opslake_lake::Lake;
-use opslake_schema::{Contract, StorageLocation};
-use opslake_sources::{Tool, ToolRegistry};
+use opslake_schema::Contract;
+use opslake_tools::{Tool, ToolRegistry};
 
 fn contract() -> Contract {
     Contract::embedded().expect("contract")
@@ -21,7 +22,7 @@ fn tools(project: Option<&Path>) -> Vec<Tool> {
 /// Options as `opslake ingest` sets them by default: the default personal-data policy
 /// (everything kept but national ids and bank details).
 fn options() -> IngestOptions {
-    let privacy = opslake_schema::Privacy::resolve(&Default::default(), &contract(), "opslake.yml").expect("default");
+    let privacy = opslake_config::Privacy::resolve(&Default::default(), &contract(), "opslake.yml").expect("default");
     IngestOptions { privacy: Some(privacy), ..IngestOptions::default() }
 }
 
@@ -360,7 +361,7 @@ mod corpus {
             for (path, f) in files.iter().zip(&report.files) {
                 let name = path.file_name().expect("name").to_string_lossy().into_owned();
                 assert!(f.path.ends_with(&name), "summaries in input order: {} for {name}", f.path);
-                if let Some(kind) = opslake_sources::input::unread_spreadsheet(path).expect("opens") {
+                if let Some(kind) = opslake_tools::input::unread_spreadsheet(path).expect("opens") {
                     // Pending, but still read: it must fail whole with the error that says what to do.
                     let e = f.error.as_deref().unwrap_or_else(|| panic!("{name} is {} but landed", kind.name()));
                     assert!(e.contains(kind.name()) && e.contains("as CSV"), "{name}: {e}");
@@ -516,7 +517,7 @@ mod report_totals {
                     .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
                 {
                     // Their totals are cells, not lines: counted the day spreadsheets are read.
-                    match opslake_sources::input::unread_spreadsheet(&path).expect("opens") {
+                    match opslake_tools::input::unread_spreadsheet(&path).expect("opens") {
                         Some(kind) => pending.push(format!("{} ({})", path.display(), kind.name())),
                         None => files.push(path),
                     }
@@ -590,7 +591,7 @@ mod bad_input {
     use super::*;
     use std::io::Write;
 
-    /// A project whose own tool (`sources/acme_crm.yaml`) reads `Kunde-ID;Firma;...` files.
+    /// A project whose own tool (`tools/acme_crm.yaml`) reads `Kunde-ID;Firma;...` files.
     fn user_project() -> PathBuf {
         opslake_testkit::repo_root().join("tests/fixtures/user_tool")
     }
@@ -1261,7 +1262,7 @@ mod finance_invariants {
 /// column statistics too) and `_rejects`.
 mod personal_data {
     use super::*;
-    use opslake_schema::{PersonalData, PersonalKey, Privacy};
+    use opslake_config::{PersonalData, PersonalKey, Privacy};
 
     const KEY_HEX: &str = "6b65792d6f662d7468652d746573742d6b65792d6f662d7468652d7465737421";
 

@@ -25,7 +25,8 @@ use std::sync::Once;
 
 use deltalake::DeltaTable;
 use deltalake::logstore::ObjectStoreRef;
-use opslake_schema::{ErrorClass, StorageLocation, TableId};
+use opslake_config::StorageLocation;
+use opslake_schema::{ErrorClass, TableId};
 use url::Url;
 
 /// An opened lake location: its URL, an object store rooted at it, and the options the Delta

@@ -250,7 +250,7 @@ pub async fn holder(lake: &Lake) -> Result<Option<LockEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opslake_schema::StorageLocation;
+    use opslake_config::StorageLocation;
 
     fn lake(dir: &std::path::Path) -> Lake {
         Lake::open(&StorageLocation::Local(dir.to_path_buf())).expect("lake")

@@ -20,7 +20,7 @@ pub async fn legacy(lake: &Lake) -> Result<Option<Vec<u8>>> {
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(source) => return Err(Error::Store { context: "reading the salt".into(), source }),
     };
-    match opslake_schema::PersonalKey::parse_hex(std::str::from_utf8(&bytes).unwrap_or_default()) {
+    match opslake_config::PersonalKey::parse_hex(std::str::from_utf8(&bytes).unwrap_or_default()) {
         Ok(key) => Ok(Some(key.bytes().to_vec())),
         Err(_) => Err(Error::Location {
             message: format!("{SALT_PATH} in the lake is not a hex salt; restore it (hashes depend on it)"),
@@ -32,7 +32,7 @@ pub async fn legacy(lake: &Lake) -> Result<Option<Vec<u8>>> {
 mod tests {
     use super::*;
     use object_store::PutPayload;
-    use opslake_schema::StorageLocation;
+    use opslake_config::StorageLocation;
 
     #[tokio::test]
     async fn an_old_lakes_salt_is_read_and_none_is_ever_made() {

@@ -18,7 +18,7 @@ use futures::stream::FuturesUnordered;
 use opslake_lake::Lake;
 use opslake_lake::write::{RelationWrite, write_relation};
 use opslake_schema::{Contract, TableId};
-use opslake_sources::udf::UdfContext;
+use opslake_tools::udf::UdfContext;
 use serde::Serialize;
 
 use crate::compile::render;

@@ -29,7 +29,7 @@ pub use project::{Materialized, Model, ModelConfig, Pipelines};
 pub const PIPELINES_DIR: &str = "pipelines";
 
 /// The values `var()` returns by default: the project's reporting settings.
-pub fn project_vars(config: &opslake_schema::ProjectConfig) -> BTreeMap<String, serde_json::Value> {
+pub fn project_vars(config: &opslake_config::ProjectConfig) -> BTreeMap<String, serde_json::Value> {
     BTreeMap::from([
         ("reporting_currency".into(), config.reporting_currency.value.clone().into()),
         ("reporting_timezone".into(), config.reporting_timezone.value.clone().into()),
@@ -39,10 +39,10 @@ pub fn project_vars(config: &opslake_schema::ProjectConfig) -> BTreeMap<String, 
 
 /// The context of opslake's functions in models: the project's reporting time zone, and its
 /// reporting currency as `home_currency()`.
-pub fn model_udfs(config: &opslake_schema::ProjectConfig) -> opslake_sources::udf::UdfContext {
-    opslake_sources::udf::UdfContext {
+pub fn model_udfs(config: &opslake_config::ProjectConfig) -> opslake_tools::udf::UdfContext {
+    opslake_tools::udf::UdfContext {
         timezone: config.reporting_timezone.value.clone(),
-        date_order: opslake_sources::parse::DateOrder::Mdy,
+        date_order: opslake_tools::parse::DateOrder::Mdy,
         system: "models".into(),
         connection: "models".into(),
         home_currency: Some(config.reporting_currency.value.clone()),

@@ -8,8 +8,8 @@ use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
 use datafusion::prelude::SessionContext;
 use opslake_lake::{Error as LakeError, Lake};
 use opslake_schema::Contract;
-use opslake_sources::fx::{FxRates, MissingRates, RATE_SCALE, fx_convert_udf};
-use opslake_sources::udf::UdfContext;
+use opslake_tools::fx::{FxRates, MissingRates, RATE_SCALE, fx_convert_udf};
+use opslake_tools::udf::UdfContext;
 
 use crate::Result;
 
@@ -40,7 +40,7 @@ pub async fn open(
     ctx.state_ref().write().config_mut().options_mut().catalog.information_schema = true;
     opslake_lake::read::register_lake(&ctx, lake, contract, as_of).await?;
     let missing_rates = register_fx(&ctx).await?;
-    opslake_sources::udf::register(&ctx, udf);
+    opslake_tools::udf::register(&ctx, udf);
     if as_of.is_none() {
         crate::execute::register_built(&ctx, lake).await?;
     }

@@ -20,14 +20,15 @@ mod slt {
     use arrow::array::RecordBatch;
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     use async_trait::async_trait;
+    use opslake_config::StorageLocation;
     use opslake_ingest::{Connection, IngestOptions, Input};
     use opslake_lake::Lake;
     use opslake_lake::lock::LakeLock;
     use opslake_models::Project;
     use opslake_models::execute::{BuildOptions, Status};
-    use opslake_schema::{Contract, StorageLocation};
-    use opslake_sources::ToolRegistry;
-    use opslake_sources::udf::UdfContext;
+    use opslake_schema::Contract;
+    use opslake_tools::ToolRegistry;
+    use opslake_tools::udf::UdfContext;
     use sqllogictest::{DBOutput, DefaultColumnType};
 
     #[derive(Debug)]
@@ -62,7 +63,7 @@ mod slt {
 
         /// As `opslake build` has them in a project with the default settings (USD, UTC).
         fn udf() -> UdfContext {
-            opslake_models::model_udfs(&opslake_schema::ProjectConfig::default())
+            opslake_models::model_udfs(&opslake_config::ProjectConfig::default())
         }
 
         async fn ingest(&self, args: &str) -> Result<Output, HarnessError> {

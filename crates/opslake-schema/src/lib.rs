@@ -2,31 +2,21 @@
 //!
 //! `schemas/canonical/**.yaml` (compiled into the binary, see build.rs) is loaded into a
 //! [`Contract`]: the envelope applied to every table, every problem reported with file and
-//! line, an Arrow schema per table. The project config `opslake.yml` is parsed into
-//! [`ProjectConfig`] and validated the same way. Everything downstream (readers, mappings, the
-//! lake, models, docs) asks this crate for tables and columns instead of spelling them.
+//! line, an Arrow schema per table. Everything downstream (readers, mappings, the lake, models,
+//! docs) asks this crate for tables and columns instead of spelling them. The project's own
+//! settings (`opslake.yml`) are opslake-config's.
 
-pub mod config;
 pub mod contract;
 pub mod diag;
 pub mod docs;
 pub mod embedded;
 pub mod files;
-pub mod location;
-pub mod privacy;
-pub mod scram;
 pub mod types;
 
 use std::path::PathBuf;
 
-pub use config::{
-    CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectConfig, ProjectError, PublishConfig, ServeConfig,
-    ServeUser, TlsConfig,
-};
 pub use contract::{Column, Contract, EnvelopeRole, Table, TableId, WriteMode};
 pub use diag::{ErrorClass, Problem};
-pub use location::{ObjectStoreKind, StorageLocation};
-pub use privacy::{KEY_ENV, PersonalData, PersonalKey, PiiAction, Privacy};
 pub use types::ColumnType;
 
 /// Errors of this crate.

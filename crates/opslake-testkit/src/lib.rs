@@ -141,7 +141,7 @@ pub async fn lake_content(lake: &opslake_lake::Lake) -> std::collections::BTreeM
 
 /// [`lake_content`] of the local lake at `dir`.
 pub async fn local_lake_content(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let lake = opslake_lake::Lake::open(&opslake_schema::StorageLocation::Local(dir.to_path_buf())).expect("lake");
+    let lake = opslake_lake::Lake::open(&opslake_config::StorageLocation::Local(dir.to_path_buf())).expect("lake");
     lake_content(&lake).await
 }
 

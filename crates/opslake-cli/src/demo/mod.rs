@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, Days, NaiveDate};
 use clap::Args;
 
+use opslake_schema::ErrorClass;
+
 use crate::CliError;
 
 /// Arguments of `opslake demo`.
@@ -437,89 +439,60 @@ pub(crate) fn write(dir: &Path, rel: &str, text: impl AsRef<[u8]>) -> Result<(),
     std::fs::write(&path, text).map_err(|e| CliError::io(&path, e))
 }
 
-/// The demo project's pipelines: this repository's own, compiled in so the demo runs anywhere.
-const PIPELINES: &[(&str, &str)] = &[
-    ("sources.yml", include_str!("../../../../pipelines/sources.yml")),
-    ("models/staging/crm/_crm__models.yml", include_str!("../../../../pipelines/models/staging/crm/_crm__models.yml")),
-    (
-        "models/staging/crm/stg_crm__opportunities.sql",
-        include_str!("../../../../pipelines/models/staging/crm/stg_crm__opportunities.sql"),
-    ),
-    (
-        "models/staging/finance/_finance__models.yml",
-        include_str!("../../../../pipelines/models/staging/finance/_finance__models.yml"),
-    ),
-    (
-        "models/staging/finance/stg_finance__payments.sql",
-        include_str!("../../../../pipelines/models/staging/finance/stg_finance__payments.sql"),
-    ),
-    (
-        "models/marts/finance/_finance__models.yml",
-        include_str!("../../../../pipelines/models/marts/finance/_finance__models.yml"),
-    ),
-    (
-        "models/marts/finance/fct_pipeline_bookings_cash.sql",
-        include_str!("../../../../pipelines/models/marts/finance/fct_pipeline_bookings_cash.sql"),
-    ),
-    (
-        "models/marts/finance/fct_cross_dept_monthly.sql",
-        include_str!("../../../../pipelines/models/marts/finance/fct_cross_dept_monthly.sql"),
-    ),
-    (
-        "models/marts/customer/_customer__models.yml",
-        include_str!("../../../../pipelines/models/marts/customer/_customer__models.yml"),
-    ),
-    (
-        "models/marts/customer/customer_360.sql",
-        include_str!("../../../../pipelines/models/marts/customer/customer_360.sql"),
-    ),
-    (
-        "models/marts/marketing/_marketing__models.yml",
-        include_str!("../../../../pipelines/models/marts/marketing/_marketing__models.yml"),
-    ),
-    (
-        "models/marts/marketing/fct_marketing_cac.sql",
-        include_str!("../../../../pipelines/models/marts/marketing/fct_marketing_cac.sql"),
-    ),
-    (
-        "tests/assert_bookings_match_won_deals.sql",
-        include_str!("../../../../pipelines/tests/assert_bookings_match_won_deals.sql"),
-    ),
-    (
-        "tests/assert_cross_dept_one_row_per_month_country.sql",
-        include_str!("../../../../pipelines/tests/assert_cross_dept_one_row_per_month_country.sql"),
-    ),
-];
+// The demo project's pipelines: this repository's own, compiled in so the demo runs anywhere
+// (listed by build.rs).
+include!(concat!(env!("OUT_DIR"), "/demo_pipelines.rs"));
 
-/// The tools the demo writes exports for, with the folder under `exports/` and the connection's
-/// declared currency.
-const CONNECTIONS: &[(&str, &str, &str)] = &[
-    ("salesforce", "salesforce", "USD"),
-    ("hubspot", "hubspot", "USD"),
-    ("pipedrive", "pipedrive", "USD"),
-    ("stripe", "stripe", "USD"),
-    ("quickbooks", "quickbooks", "USD"),
-    ("xero", "xero", "GBP"),
-    ("google_ads", "google_ads", "USD"),
-    ("meta_ads", "meta_ads", "USD"),
-    ("linkedin_ads", "linkedin_ads", "USD"),
-    ("mailchimp", "mailchimp", "USD"),
-    ("bamboohr", "bamboohr", "USD"),
-    ("gusto", "gusto", "USD"),
-    ("greenhouse", "greenhouse", "USD"),
-    ("workday", "workday", "USD"),
-    ("fx_rates", "fx_rates", "USD"),
-];
+/// Connections whose account is not in US dollars: a Xero organisation in the UK.
+const CURRENCIES: &[(&str, &str)] = &[("xero", "GBP")];
+
+/// Every tool opslake maps (built in, from schemas/tools), with its connection's currency.
+fn connections() -> Vec<(String, &'static str)> {
+    let tools: Vec<String> = opslake_schema::embedded::files()
+        .filter_map(|(path, _)| path.strip_prefix("tools/")?.strip_suffix(".yaml").map(str::to_string))
+        .collect();
+    tools
+        .into_iter()
+        .map(|tool| {
+            let currency = CURRENCIES.iter().find(|(t, _)| *t == tool).map_or("USD", |(_, c)| c);
+            (tool, currency)
+        })
+        .collect()
+}
+
+/// Writes the exports of `tool`: each tool's module writes its own formats. `None` for a tool
+/// the demo has no module for.
+fn write_tool(tool: &str, demo: &Demo, dir: &Path) -> Option<Result<(), CliError>> {
+    let write = match tool {
+        "salesforce" => salesforce::write_exports,
+        "hubspot" => hubspot::write_exports,
+        "pipedrive" => pipedrive::write_exports,
+        "stripe" => stripe::write_exports,
+        "quickbooks" => quickbooks::write_exports,
+        "xero" => xero::write_exports,
+        "fx_rates" => fx_rates::write_exports,
+        "google_ads" => google_ads::write_exports,
+        "meta_ads" => meta_ads::write_exports,
+        "linkedin_ads" => linkedin_ads::write_exports,
+        "mailchimp" => mailchimp::write_exports,
+        "bamboohr" => bamboohr::write_exports,
+        "workday" => workday::write_exports,
+        "gusto" => gusto::write_exports,
+        "greenhouse" => greenhouse::write_exports,
+        _ => return None,
+    };
+    Some(write(demo, dir))
+}
 
 fn config() -> String {
     let mut text = String::from(
         "# The demo company, written by `opslake demo`: every export under exports/ is generated.\n\
          lake: ./lake\nreporting_currency: USD\nreporting_timezone: UTC\nfiscal_year_start_month: 1\n\nconnections:\n",
     );
-    for (tool, folder, currency) in CONNECTIONS {
+    for (tool, currency) in connections() {
         let _ = write!(
             text,
-            "  - name: demo_{folder}\n    tool: {tool}\n    path: \"exports/{folder}/*\"\n    options: {{currency: {currency}}}\n"
+            "  - name: demo_{tool}\n    tool: {tool}\n    path: \"exports/{tool}/*\"\n    options: {{currency: {currency}}}\n"
         );
     }
     text
@@ -531,21 +504,11 @@ pub(crate) fn write_project(demo: &Demo, dir: &Path) -> Result<(), CliError> {
     for (rel, text) in PIPELINES {
         write(dir, &format!("pipelines/{rel}"), text)?;
     }
-    salesforce::write_exports(demo, dir)?;
-    hubspot::write_exports(demo, dir)?;
-    pipedrive::write_exports(demo, dir)?;
-    stripe::write_exports(demo, dir)?;
-    quickbooks::write_exports(demo, dir)?;
-    xero::write_exports(demo, dir)?;
-    fx_rates::write_exports(demo, dir)?;
-    google_ads::write_exports(demo, dir)?;
-    meta_ads::write_exports(demo, dir)?;
-    linkedin_ads::write_exports(demo, dir)?;
-    mailchimp::write_exports(demo, dir)?;
-    bamboohr::write_exports(demo, dir)?;
-    workday::write_exports(demo, dir)?;
-    gusto::write_exports(demo, dir)?;
-    greenhouse::write_exports(demo, dir)?;
+    for (tool, _) in connections() {
+        write_tool(&tool, demo, dir).ok_or_else(|| {
+            CliError::new(ErrorClass::Internal, anyhow::anyhow!("the demo has no exports for {tool}"))
+        })??;
+    }
     Ok(())
 }
 
@@ -584,7 +547,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         demo.companies.len(),
         demo.self_serve.len(),
         demo.campaigns.len(),
-        CONNECTIONS.len()
+        connections().len()
     );
     if args.no_run {
         return Ok(());
@@ -621,40 +584,36 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
-    /// The demo writes exports for every tool opslake maps: a tool added to schemas/sources
-    /// needs a module here.
+    /// The demo writes exports for every tool opslake maps: a tool added to schemas/tools
+    /// needs a module here, and each module writes into its own folder.
     #[test]
-    fn the_demo_has_a_connection_for_every_tool() {
+    fn the_demo_writes_exports_for_every_tool() {
         let contract = opslake_schema::Contract::embedded().expect("contract");
-        let (registry, problems) = opslake_sources::ToolRegistry::load(None, &contract).expect("tools");
+        let (registry, problems) = opslake_tools::ToolRegistry::load(None, &contract).expect("tools");
         assert!(problems.is_empty(), "{problems:?}");
-        let mut tools: Vec<&str> = registry.names().collect();
-        tools.sort_unstable();
-        let mut demo: Vec<&str> = CONNECTIONS.iter().map(|(tool, _, _)| *tool).collect();
-        demo.sort_unstable();
-        assert_eq!(demo, tools);
+        let tools: Vec<String> = registry.names().map(str::to_string).collect();
+        assert_eq!(connections().into_iter().map(|(t, _)| t).collect::<Vec<_>>(), tools);
+        let demo = Demo::generate(3, 12);
+        for tool in &tools {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_tool(tool, &demo, dir.path()).unwrap_or_else(|| panic!("no demo module for {tool}")).expect("writes");
+            let folder = dir.path().join("exports").join(tool);
+            assert!(
+                std::fs::read_dir(&folder).is_ok_and(|mut e| e.next().is_some()),
+                "{tool} wrote nothing in exports/{tool}"
+            );
+        }
     }
 
-    /// The demo runs this repository's pipelines: a file added there must be added here.
+    /// The demo runs this repository's pipelines, listed by build.rs.
     #[test]
-    fn the_demo_carries_every_file_of_the_pipelines() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
-        let mut on_disk = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).expect("pipelines/") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    on_disk.push(path.strip_prefix(&root).expect("under root").to_string_lossy().replace('\\', "/"));
-                }
-            }
+    fn the_demo_carries_the_pipelines_models_and_tests() {
+        let names: Vec<&str> = PIPELINES.iter().map(|(p, _)| *p).collect();
+        for needed in
+            ["sources.yml", "models/marts/customer/customer_360.sql", "tests/assert_bookings_match_won_deals.sql"]
+        {
+            assert!(names.contains(&needed), "{needed} is not carried: {names:?}");
         }
-        on_disk.sort();
-        let mut embedded: Vec<String> = PIPELINES.iter().map(|(p, _)| p.to_string()).collect();
-        embedded.sort();
-        assert_eq!(embedded, on_disk);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
-use opslake_schema::scram::ScramSecret;
+use opslake_config::scram::ScramSecret;
 use sha2::{Digest, Sha256};
 
 /// The working memory of one connection's queries, counted against its own limit and the

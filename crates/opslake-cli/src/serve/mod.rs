@@ -46,8 +46,9 @@ use datafusion_postgres::pgwire::api::auth::{
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::error::PgWireResult;
 use datafusion_postgres::{DfSessionService, QueryHook};
-use opslake_schema::scram::{ITERATIONS, ScramSecret};
-use opslake_schema::{ErrorClass, Project};
+use opslake_config::Project;
+use opslake_config::scram::{ITERATIONS, ScramSecret};
+use opslake_schema::ErrorClass;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;

@@ -22,8 +22,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::contract::Contract;
-use crate::diag::Problem;
+use opslake_schema::Contract;
+use opslake_schema::diag::Problem;
 
 /// What happens to one personal value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
@@ -127,7 +127,7 @@ impl PersonalKey {
 impl PersonalData {
     /// The `personal_data` section as YAML text, from `file`.
     pub fn parse(file: &str, text: &str) -> Result<Self, Problem> {
-        crate::diag::parse_yaml(file, text)
+        opslake_schema::diag::parse_yaml(file, text)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Tool files: `schemas/sources/<tool>.yaml` (built in) or `<project>/sources/<tool>.yaml`.
+//! Tool files: `schemas/tools/<tool>.yaml` (built in) or `<project>/tools/<tool>.yaml`.
 //! A tool has export shapes; a shape says how to recognise a file, how to read it, and, per
 //! output table, one SQL expression per canonical column over the raw columns.
 

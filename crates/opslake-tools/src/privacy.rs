@@ -1,12 +1,13 @@
 //! The personal-data policy applied to mapped rows and to what `_rejects` keeps, before
-//! anything is written (see [`opslake_schema::privacy`] for the policy itself).
+//! anything is written (see [`opslake_config::privacy`] for the policy itself).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, MapArray, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::DataType;
 use hmac::{KeyInit, Mac};
-use opslake_schema::{EnvelopeRole, PiiAction, Privacy, Table};
+use opslake_config::{PiiAction, Privacy};
+use opslake_schema::{EnvelopeRole, Table};
 
 use crate::coerce::map_builder;
 use crate::mapping::RejectRecord;
@@ -180,7 +181,8 @@ impl Redactor {
 mod tests {
     use super::*;
     use crate::mapping::RejectAction;
-    use opslake_schema::{Contract, PersonalData};
+    use opslake_config::PersonalData;
+    use opslake_schema::Contract;
 
     fn redactor(yaml: &str) -> Redactor {
         let config = PersonalData::parse("t.yml", yaml).expect("parses");

@@ -1,7 +1,7 @@
-//! opslake-sources: from export files to canonical rows.
+//! opslake-tools: from export files to canonical rows.
 //!
-//! A tool is a YAML file, `schemas/sources/<tool>.yaml` (built in) or
-//! `<project>/sources/<tool>.yaml` (the project's own, no recompiling), loaded into a [`Tool`]
+//! A tool is a YAML file, `schemas/tools/<tool>.yaml` (built in) or
+//! `<project>/tools/<tool>.yaml` (the project's own, no recompiling), loaded into a [`Tool`]
 //! by the [`ToolRegistry`]. For each input stream ([`input`]: plain, `.gz` or `.zip`, any
 //! encoding), [`detect::recognise`] finds its shape and builds a streaming reader
 //! ([`csv_reader`], [`json_reader`]) producing raw chunks; [`mapping::ShapeMapper`] turns each
@@ -33,14 +33,18 @@ use opslake_schema::{Contract, ErrorClass, Problem};
 pub use spec::{Shape, Tool};
 
 /// Directory, inside `schemas/` and inside a project, that holds tool files.
-pub const SOURCES_DIR: &str = "sources";
+pub const TOOLS_DIR: &str = "tools";
+
+/// Where projects made before opslake 0.1's rename kept their tool files: still read, after
+/// `tools/` (which wins on a name clash), so an existing project keeps landing its files.
+pub const LEGACY_TOOLS_DIR: &str = "sources";
 
 /// Where a tool is declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolOrigin {
-    /// Compiled into opslake from `schemas/sources/<tool>.yaml`.
+    /// Compiled into opslake from `schemas/tools/<tool>.yaml`.
     Builtin(String),
-    /// The project's own `sources/<tool>.yaml`; it overrides a built-in tool of the same name.
+    /// The project's own `tools/<tool>.yaml`; it overrides a built-in tool of the same name.
     Project(PathBuf),
 }
 
@@ -60,13 +64,14 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// Built-in tools, then those in `<project_dir>/sources/` (which win on a name clash).
-    /// Problems in tool files are returned, and those tools left out.
+    /// Built-in tools, then those in `<project_dir>/tools/` (which win on a name clash; a
+    /// project's older `sources/` folder is read too). Problems in tool files are returned,
+    /// and those tools left out.
     pub fn load(project_dir: Option<&Path>, contract: &Contract) -> Result<(Self, Vec<Problem>)> {
         let mut registry = Self::default();
         let mut problems = Vec::new();
         for (path, text) in opslake_schema::embedded::files() {
-            if let Some(name) = tool_name(path.strip_prefix("sources/").unwrap_or_default()) {
+            if let Some(name) = path.strip_prefix("tools/").and_then(tool_name) {
                 let file = format!("schemas/{path}");
                 match Tool::load(name, &file, text, contract) {
                     Ok(tool) => {
@@ -76,11 +81,16 @@ impl ToolRegistry {
                 }
             }
         }
-        let Some(dir) = project_dir.map(|d| d.join(SOURCES_DIR)).filter(|d| d.is_dir()) else {
-            return Ok((registry, problems));
-        };
-        let paths =
-            opslake_schema::files::sorted_entries(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+        let Some(project_dir) = project_dir else { return Ok((registry, problems)) };
+        for dir in [LEGACY_TOOLS_DIR, TOOLS_DIR].map(|d| project_dir.join(d)).into_iter().filter(|d| d.is_dir()) {
+            registry.load_dir(&dir, contract, &mut problems)?;
+        }
+        Ok((registry, problems))
+    }
+
+    fn load_dir(&mut self, dir: &Path, contract: &Contract, problems: &mut Vec<Problem>) -> Result<()> {
+        let paths = opslake_schema::files::sorted_entries(dir)
+            .map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
         for path in paths {
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let Some(name) = tool_name(&file_name) else { continue };
@@ -95,12 +105,12 @@ impl ToolRegistry {
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
             match Tool::load(name, &file, &text, contract) {
                 Ok(tool) => {
-                    registry.tools.insert(name.to_string(), (ToolOrigin::Project(path), tool));
+                    self.tools.insert(name.to_string(), (ToolOrigin::Project(path), tool));
                 }
                 Err(p) => problems.extend(p),
             }
         }
-        Ok((registry, problems))
+        Ok(())
     }
 
     /// Tool names, sorted.
@@ -201,10 +211,10 @@ mod tests {
     #[test]
     fn project_tools_are_found_and_bad_names_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join(SOURCES_DIR)).expect("mkdir");
-        std::fs::write(dir.path().join("sources/acme_crm.yaml"), ACME).expect("write");
-        std::fs::write(dir.path().join("sources/Bad-Name.yaml"), "").expect("write");
-        std::fs::write(dir.path().join("sources/notes.txt"), "").expect("write");
+        std::fs::create_dir(dir.path().join(TOOLS_DIR)).expect("mkdir");
+        std::fs::write(dir.path().join("tools/acme_crm.yaml"), ACME).expect("write");
+        std::fs::write(dir.path().join("tools/Bad-Name.yaml"), "").expect("write");
+        std::fs::write(dir.path().join("tools/notes.txt"), "").expect("write");
         let contract = Contract::embedded().expect("contract");
         let (registry, problems) = ToolRegistry::load(Some(dir.path()), &contract).expect("loads");
         assert!(matches!(registry.origin("acme_crm"), Some(ToolOrigin::Project(_))));

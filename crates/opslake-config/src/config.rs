@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::diag::{Problem, is_snake_case, parse_yaml};
 use crate::location::StorageLocation;
+use opslake_schema::diag::{Problem, is_snake_case, parse_yaml};
 
 /// File name of the project config.
 pub const CONFIG_FILE: &str = "opslake.yml";
@@ -168,7 +168,7 @@ pub struct TlsConfig {
 pub struct Connection {
     /// Unique snake_case name; lands in every row as `source_connection`.
     pub name: Spanned<String>,
-    /// The tool, as named by a file in schemas/sources (salesforce, hubspot, stripe, ...).
+    /// The tool, as named by a file in schemas/tools (salesforce, hubspot, stripe, ...).
     pub tool: Spanned<String>,
     /// A file, a directory, a glob (`exports/sf/*.csv`) or an object-store URL.
     pub path: Spanned<String>,
