@@ -99,7 +99,10 @@ impl IngestPlan {
         } else {
             opslake_ingest::plan::path_inputs(project, inputs.paths, inputs.tool, inputs.connection)
         };
-        let inputs = listed.map_err(|e| CliError::new(e.class(), e))?;
+        let inputs = listed.map_err(|e| match e {
+            opslake_ingest::Error::Lake(opslake_lake::Error::Io { path, source }) => CliError::io(&path, source),
+            e => CliError::new(e.class(), e),
+        })?;
         if inputs.is_empty() {
             return Err(CliError::user("no input files found"));
         }

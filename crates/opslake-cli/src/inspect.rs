@@ -23,7 +23,7 @@ pub struct InspectArgs {
     /// Mapped rows to show per table.
     #[arg(long, default_value_t = 5)]
     rows: usize,
-    /// The project whose own tools (sources/) are used too.
+    /// The project whose own tools (tools/) are used too.
     #[arg(long, default_value = ".")]
     project: PathBuf,
 }

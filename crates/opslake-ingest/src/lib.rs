@@ -9,7 +9,7 @@
 //! - the run records: files, table versions, and the run's end (`opslake_lake::runs::Run`).
 //!
 //! Per file, rows read = rows written + rows rejected is checked; a mismatch fails the run as a
-//! bug. This crate decides nothing about a tool's files (sources does) nor about how a table is
+//! bug. This crate decides nothing about a tool's files (opslake-tools does) nor about how a table is
 //! stored (the lake does): it runs the one through the other.
 
 // The lake's errors hold DataFusion's and Delta's inline (128 bytes and more). They are the

@@ -150,7 +150,10 @@ fn finish(sinks: Vec<StagedSink<'_>>) -> Result<(Vec<FinishedPart>, Vec<TableAt>
         }
     }
     match failed {
-        Some(e) => Err(e.into()),
+        Some(e) => {
+            parts.into_iter().for_each(FinishedPart::discard);
+            Err(e.into())
+        }
         None => Ok((parts, tables)),
     }
 }

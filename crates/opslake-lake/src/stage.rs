@@ -289,6 +289,16 @@ pub struct FinishedPart {
     table: String,
     /// Rows in the part.
     pub rows: u64,
+    files: Vec<PathBuf>,
+}
+
+impl FinishedPart {
+    /// Drops the part: its stream failed after it was written.
+    pub fn discard(self) {
+        for path in &self.files {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn parquet_err(table: &str) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
@@ -353,10 +363,15 @@ impl PartWriter {
         writer.write(batch).map_err(parquet_err(&self.table))
     }
 
-    /// Closes the part.
+    /// Closes the part; a part that cannot be closed is removed, so that no commit reads it.
     pub fn finish(mut self) -> Result<FinishedPart> {
-        self.close_file()?;
-        Ok(FinishedPart { table: self.table, rows: self.rows })
+        match self.close_file() {
+            Ok(()) => Ok(FinishedPart { files: std::mem::take(&mut self.closed), table: self.table, rows: self.rows }),
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
     }
 
     /// Drops the part (its file failed).

@@ -35,8 +35,8 @@ pub use spec::{Shape, Tool};
 /// Directory, inside `schemas/` and inside a project, that holds tool files.
 pub const TOOLS_DIR: &str = "tools";
 
-/// Where projects made before opslake 0.1's rename kept their tool files: still read, after
-/// `tools/` (which wins on a name clash), so an existing project keeps landing its files.
+/// Where projects made before the rename kept their tool files: still read, before `tools/`
+/// (which wins on a name clash), so an existing project keeps landing its files.
 pub const LEGACY_TOOLS_DIR: &str = "sources";
 
 /// Where a tool is declared.
