@@ -9,6 +9,7 @@ use opslake_tools::ToolRegistry;
 use opslake_tools::detect::recognise;
 use opslake_tools::input::visit_inputs;
 use opslake_tools::mapping::{FileContext, ShapeMapper};
+use opslake_tools::stream::Connection;
 
 use crate::{CliError, ProjectArgs};
 
@@ -26,6 +27,10 @@ pub struct InspectArgs {
     /// The project whose own tools (tools/) are used too.
     #[arg(long, default_value = ".")]
     project: PathBuf,
+    /// Read the file as this connection of opslake.yml does (its tool, encoding, separators,
+    /// time zone and date order).
+    #[arg(long)]
+    connection: Option<String>,
 }
 
 pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
@@ -33,17 +38,57 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
     let project = ProjectArgs { project: args.project.clone(), config: None }.open()?;
     let (registry, _) = ToolRegistry::load(Some(&project.dir), &contract).map_err(|e| CliError::new(e.class(), e))?;
     let tools = registry.tools();
+    let connection = match &args.connection {
+        None => Connection { tool: args.tool.clone(), ..Connection::named("inspect") },
+        Some(name) => {
+            let config = &project.config;
+            let Some(c) = config.connections.iter().find(|c| &c.name.value == name) else {
+                let known: Vec<&str> = config.connections.iter().map(|c| c.name.value.as_str()).collect();
+                return Err(CliError::user(format!(
+                    "no connection '{name}' in opslake.yml (connections: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            };
+            let mut connection = opslake_ingest::plan::connection_of(config, c);
+            connection.tool = args.tool.clone().or(connection.tool);
+            connection
+        }
+    };
     let mut out = String::new();
-    visit_inputs(&args.file, &mut |opened| {
-        let mut r = recognise(&tools, args.tool.as_deref(), opened)?;
+    visit_inputs(&args.file, &mut |mut opened| {
+        connection.declare(&mut opened);
+        let (declared, sheet) = (opened.declared, opened.sheet.clone());
+        let mut r = recognise(&tools, connection.tool.as_deref(), opened)?;
+        let shape = connection.applied_to(&r.detection.shape, sheet.is_some());
         let d = &r.detection;
         out.push_str(&format!("file       {}\n", r.name));
-        out.push_str(&format!("tool       {} (shape {}: {})\n", d.tool, d.shape.id, d.shape.description));
-        out.push_str(&format!("format     {}", d.shape.read.format));
-        if let Some(delim) = d.delimiter {
-            out.push_str(&format!(", delimiter {:?}, header at record {}", char::from(delim), d.header_index + 1));
+        out.push_str(&format!("tool       {} (shape {}: {})\n", d.tool, shape.id, shape.description));
+        if let Some(s) = &sheet {
+            out.push_str(&format!("sheet      '{}' of an {}, read from its typed cells\n", s.sheet, s.workbook.name()));
         }
-        out.push_str(&format!("\nencoding   {}\ntimezone   {}\n", d.encoding.name(), d.shape.timezone));
+        out.push_str(&format!("format     {}", shape.read.format));
+        if let Some(delim) = d.delimiter.filter(|_| sheet.is_none()) {
+            out.push_str(&format!(", delimiter {:?}", char::from(delim)));
+        }
+        if d.delimiter.is_some() {
+            out.push_str(&format!(", header at record {}", d.header_index + 1));
+        }
+        let how = match (&sheet, declared) {
+            (Some(_), _) => "the workbook's own",
+            (None, true) => "declared by the connection",
+            (None, false) if shape.read.encoding.is_some() => "declared by the shape",
+            (None, false) => "detected",
+        };
+        out.push_str(&format!("\nencoding   {} ({how})\n", d.encoding.name()));
+        let thousands = match shape.numbers.thousands {
+            Some(t) => format!("{t:?}"),
+            None => "any of , . ' _ and spaces but the decimal mark".to_string(),
+        };
+        out.push_str(&format!(
+            "numbers    decimal mark {:?}, thousands separator {thousands}\n",
+            shape.numbers.decimal
+        ));
+        out.push_str(&format!("dates      {:?} order, time zone {}\n", shape.date_order, shape.timezone));
         out.push_str(&format!(
             "columns    {} : {}\n",
             d.columns.len(),
@@ -60,8 +105,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
             // and the file on screen is the user's own.
             redactor: None,
         };
-        let mut mapper = ShapeMapper::new(&d.shape, ctx);
-        if let Some(chunk) = r.reader.next_shaped(&d.shape)? {
+        let mut mapper = ShapeMapper::new(&shape, ctx);
+        if let Some(chunk) = r.reader.next_shaped(&shape)? {
             let missing = mapper.missing_columns(&chunk.batch.schema())?;
             if !missing.is_empty() {
                 out.push_str(&format!(

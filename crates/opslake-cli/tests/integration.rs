@@ -278,6 +278,59 @@ mod ingest {
         assert!(stdout.contains("salesforce.data_export_account"), "{stdout}");
         assert!(stdout.contains("windows-1252"), "{stdout}");
         assert!(stdout.contains("Panadería Ñandú"), "{stdout}");
+        assert!(stdout.contains("encoding   windows-1252 (detected)"), "{stdout}");
+    }
+
+    #[test]
+    fn inspect_names_the_sheet_and_the_connections_encoding_and_separators() {
+        use opslake_testkit::workbook::{Cell, Sheet, write_xlsx};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let book = tmp.path().join("Accounts.xlsx");
+        let t = Cell::Text;
+        write_xlsx(
+            &book,
+            &[Sheet {
+                name: "Account List",
+                first_row: 2,
+                rows: vec![
+                    vec![t("Full name"), t("Type"), t("Detail type"), t("Total balance")],
+                    vec![t("Checking"), t("Bank"), t("Checking"), Cell::Number(1250.5)],
+                ],
+                merged: vec![],
+            }],
+        );
+        let out = opslake(&["inspect", &book.display().to_string()], tmp.path());
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stdout.contains("sheet      'Account List' of an Excel workbook (XLSX)"), "{stdout}");
+        assert!(stdout.contains("header at record 1"), "{stdout}");
+        assert!(stdout.contains("1250.500000"), "{stdout}");
+
+        // A connection that declares its files' encoding and separators: inspect reads as it.
+        std::fs::write(
+            tmp.path().join("opslake.yml"),
+            "connections:\n  - name: pl\n    tool: acme_crm\n    path: ./exports\n    options: {encoding: windows-1250, decimal_separator: ',', thousands_separator: ' '}\n",
+        )
+        .expect("config");
+        let tools = opslake_testkit::repo_root().join("tests/fixtures/user_tool/tools");
+        std::fs::create_dir(tmp.path().join("tools")).expect("mkdir");
+        std::fs::copy(tools.join("acme_crm.yaml"), tmp.path().join("tools/acme_crm.yaml")).expect("copy tool");
+        let (bytes, _, _) =
+            encoding_rs::WINDOWS_1250.encode("Kunde-ID;Firma;Webseite;Umsatz\nK-1;Zakład;z.pl;1 234,5\n");
+        let file = tmp.path().join("k.csv");
+        std::fs::write(&file, bytes).expect("write");
+        let out = opslake(&["inspect", &file.display().to_string(), "--connection", "pl"], tmp.path());
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stdout.contains("encoding   windows-1250 (declared by the connection)"), "{stdout}");
+        assert!(stdout.contains("numbers    decimal mark ',', thousands separator ' '"), "{stdout}");
+        assert!(stdout.contains("Zakład") && stdout.contains("1234.500000"), "{stdout}");
+        let out = opslake(&["inspect", &file.display().to_string(), "--connection", "nope"], tmp.path());
+        assert!(
+            text(&out.stderr).contains("no connection 'nope' in opslake.yml (connections: pl)"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 

@@ -193,6 +193,43 @@ pub struct ConnectionOptions {
     /// currency); `reporting_currency` when absent.
     #[serde(default)]
     pub currency: Option<Spanned<String>>,
+    /// The encoding of the exports (a WHATWG label: `windows-1250`, `shift_jis`, `utf-16le`),
+    /// instead of detecting it from their bytes.
+    #[serde(default)]
+    pub encoding: Option<Spanned<String>>,
+    /// The decimal mark of the exports' numbers: `.` or `,` (`1.234,56` in a German export).
+    #[serde(default)]
+    pub decimal_separator: Option<Spanned<String>>,
+    /// The thousands separator of the exports' numbers: `,` `.` `'` `_`, a space, a no-break
+    /// or a narrow no-break space; any of these but the decimal mark when absent.
+    #[serde(default)]
+    pub thousands_separator: Option<Spanned<String>>,
+}
+
+/// The decimal mark and thousands separator a tool file or a connection declares, checked:
+/// each one character, the mark `.` or `,`, the separator a grouping character that is not it.
+pub fn number_separators(decimal: Option<&str>, thousands: Option<&str>) -> Result<(char, Option<char>), String> {
+    let one = |what: &str, v: &str| {
+        let mut chars = v.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(format!("{what} must be one character, not '{v}'")),
+        }
+    };
+    let decimal = decimal.map(|d| one("decimal_separator", d)).transpose()?.unwrap_or('.');
+    if !matches!(decimal, '.' | ',') {
+        return Err(format!("decimal_separator must be '.' or ',', not '{decimal}'"));
+    }
+    let thousands = thousands.map(|t| one("thousands_separator", t)).transpose()?;
+    if let Some(t) = thousands {
+        if t == decimal {
+            return Err(format!("thousands_separator and decimal_separator are both '{t}'"));
+        }
+        if !matches!(t, ',' | '.' | '\'' | '_' | ' ' | '\u{a0}' | '\u{202f}') {
+            return Err(format!("thousands_separator must be one of , . ' _ or a space, not '{t}'"));
+        }
+    }
+    Ok((decimal, thousands))
 }
 
 fn spanned<T>(value: T) -> Spanned<T> {
@@ -400,6 +437,28 @@ impl ProjectConfig {
                     file,
                     cur,
                     format!("connection '{name}': currency '{}' is not an ISO 4217 code", cur.value),
+                ));
+            }
+            if let Err(message) = number_separators(
+                c.options.decimal_separator.as_ref().map(|d| d.value.as_str()),
+                c.options.thousands_separator.as_ref().map(|t| t.value.as_str()),
+            ) {
+                let at = c.options.decimal_separator.as_ref().or(c.options.thousands_separator.as_ref());
+                problems.push(match at {
+                    Some(at) => Problem::at(file, at, format!("connection '{name}': {message}")),
+                    None => Problem::in_file(file, format!("connection '{name}': {message}")),
+                });
+            }
+            if let Some(enc) = &c.options.encoding
+                && encoding_rs::Encoding::for_label(enc.value.trim().as_bytes()).is_none()
+            {
+                problems.push(Problem::at(
+                    file,
+                    enc,
+                    format!(
+                        "connection '{name}': unknown encoding '{}' (utf-8, windows-1250, shift_jis, utf-16le, ...)",
+                        enc.value
+                    ),
                 ));
             }
             if let Some(order) = &c.options.date_order

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use opslake_config::{Project, StorageLocation};
+use opslake_config::{Connection as ConnectionConfig, Project, ProjectConfig, StorageLocation};
 use opslake_lake::Lake;
 use opslake_lake::manifest::{Decision, Fingerprint, Manifest, sha256_of};
 use opslake_lake::runs::{RunContext, RunFileRow};
 use opslake_schema::Contract;
+use opslake_tools::input::TextEncoding;
 use opslake_tools::parse::DateOrder;
 
 use crate::{Connection, Error, Event, Input, Progress, Result};
@@ -31,19 +32,33 @@ pub fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
                 )));
             }
         };
-        let connection = Connection {
-            name: c.name.value.clone(),
-            tool: Some(c.tool.value.clone()),
-            timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
-            date_order: c.options.date_order.as_ref().map(|o| match o.value.as_str() {
-                "dmy" => DateOrder::Dmy,
-                _ => DateOrder::Mdy,
-            }),
-            currency: Some(c.options.currency.as_ref().unwrap_or(&config.reporting_currency).value.clone()),
-        };
+        let connection = connection_of(config, c);
         inputs.extend(expand(&path)?.into_iter().map(|path| Input { path, connection: connection.clone() }));
     }
     Ok(inputs)
+}
+
+/// The settings files of connection `c` are read with: its tool and options, and its currency
+/// or else the project's reporting currency.
+pub fn connection_of(config: &ProjectConfig, c: &ConnectionConfig) -> Connection {
+    Connection {
+        name: c.name.value.clone(),
+        tool: Some(c.tool.value.clone()),
+        timezone: c.options.timezone.as_ref().map(|t| t.value.clone()),
+        date_order: c.options.date_order.as_ref().map(|o| match o.value.as_str() {
+            "dmy" => DateOrder::Dmy,
+            _ => DateOrder::Mdy,
+        }),
+        currency: Some(c.options.currency.as_ref().unwrap_or(&config.reporting_currency).value.clone()),
+        encoding: c.options.encoding.as_ref().and_then(|e| TextEncoding::from_label(&e.value)),
+        decimal_separator: separator(c.options.decimal_separator.as_ref().map(|s| &s.value)),
+        thousands_separator: separator(c.options.thousands_separator.as_ref().map(|s| &s.value)),
+    }
+}
+
+/// A separator the config declares: validated there to be one character.
+fn separator(option: Option<&String>) -> Option<char> {
+    option.and_then(|s| s.chars().next())
 }
 
 /// The inputs under `paths` (files, directories or globs), as files of `connection` (of `tool`

@@ -43,6 +43,7 @@ pub fn model_udfs(config: &opslake_config::ProjectConfig) -> opslake_tools::udf:
     opslake_tools::udf::UdfContext {
         timezone: config.reporting_timezone.value.clone(),
         date_order: opslake_tools::parse::DateOrder::Mdy,
+        numbers: opslake_tools::parse::NumberFormat::default(),
         system: "models".into(),
         connection: "models".into(),
         home_currency: Some(config.reporting_currency.value.clone()),

@@ -3,6 +3,8 @@
 //! Fixtures live in the repository's `tests/` (data only); the real export corpus is read in
 //! place from `../shared/corpus` beside the repository and never copied.
 
+pub mod workbook;
+
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;

@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use opslake_schema::ColumnType;
 use opslake_schema::types::TIMESTAMP_TZ;
 
-use crate::parse::{self, DateOrder, ParseError};
+use crate::parse::{self, DateOrder, NumberFormat, ParseError};
 
 /// A value that could not be cast: its row, the value as text, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct TextRules {
     pub tz: Tz,
     /// Order of numeric dates.
     pub order: DateOrder,
+    /// How numbers are written.
+    pub numbers: NumberFormat,
 }
 
 /// Casts `array` to the Arrow type of `ty`; failed values become null and are returned.
@@ -99,12 +101,18 @@ fn parse_text(text: &StringArray, ty: ColumnType, rules: TextRules) -> (ArrayRef
     }
     let array: ArrayRef = match ty {
         ColumnType::String => Arc::new(text.clone()),
-        ColumnType::Int64 => Arc::new(each!(Int64Builder::with_capacity(n), parse::parse_int)),
-        ColumnType::Float64 => Arc::new(each!(Float64Builder::with_capacity(n), parse::parse_float)),
+        ColumnType::Int64 => Arc::new(each!(Int64Builder::with_capacity(n), |s| parse::parse_int_in(s, rules.numbers))),
+        ColumnType::Float64 => {
+            Arc::new(each!(Float64Builder::with_capacity(n), |s| parse::parse_float_in(s, rules.numbers)))
+        }
         ColumnType::Bool => Arc::new(each!(BooleanBuilder::with_capacity(n), parse::parse_bool)),
         ColumnType::Decimal { precision, scale } => {
             let limit = 10i128.pow(u32::from(precision));
-            let parsed = each!(Decimal128Builder::with_capacity(n), |s: &str| match parse::parse_decimal(s, scale) {
+            let parsed = each!(Decimal128Builder::with_capacity(n), |s: &str| match parse::parse_decimal_in(
+                s,
+                scale,
+                rules.numbers
+            ) {
                 Ok(Some(v)) if v.abs() >= limit => Err(ParseError(format!("'{s}' has more than {precision} digits"))),
                 other => other,
             });
@@ -221,7 +229,7 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
 
     fn rules() -> TextRules {
-        TextRules { tz: Tz::UTC, order: DateOrder::Mdy }
+        TextRules { tz: Tz::UTC, order: DateOrder::Mdy, numbers: NumberFormat::default() }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use regex::Regex;
 
 use crate::raw::{BATCH_ROWS, ChunkBuilder, NullMarkers, RawChunk, RawReject, ReadStats, unique_headers};
+use crate::sheet::SheetSource;
 use crate::{Error, Result};
 
 /// What to do with a row that has fewer cells than the header.
@@ -45,6 +46,35 @@ pub struct CsvOptions {
     pub short_rows: ShortRows,
     /// Cells meaning "no value".
     pub nulls: NullMarkers,
+    /// The sheet the text was written from: its rows name lines in messages.
+    pub sheet: Option<Arc<SheetSource>>,
+    /// The encoding the text was transcoded from, when not UTF-8: a field holding U+FFFD then
+    /// had bytes that encoding has no character for, and its row is rejected.
+    pub transcoded: Option<&'static str>,
+}
+
+impl CsvOptions {
+    /// Comma-separated with double quotes, every other option at its default.
+    pub fn plain(delimiter: u8) -> Self {
+        Self {
+            delimiter,
+            quote: b'"',
+            escape: None,
+            required_headers: Vec::new(),
+            header_row: None,
+            summary_rows: Vec::new(),
+            header_patterns: Vec::new(),
+            short_rows: ShortRows::Reject,
+            nulls: NullMarkers::default(),
+            sheet: None,
+            transcoded: None,
+        }
+    }
+
+    /// The line a message names: the sheet's row for a sheet.
+    fn line(&self, line: u64) -> u64 {
+        self.sheet.as_ref().map_or(line, |s| s.row_of_line(line))
+    }
 }
 
 /// Picks the delimiter whose per-line count is most often the same non-zero number over the
@@ -189,7 +219,7 @@ impl<'a> CsvReader<'a> {
         let mut skipped = 0u64;
         let mut preamble = Vec::new();
         loop {
-            let more = rdr.read_byte_record(&mut record).map_err(|e| csv_error(file, &e))?;
+            let more = rdr.read_byte_record(&mut record).map_err(|e| csv_error(file, &e, &opts))?;
             if !more {
                 return Err(Error::BadInput {
                     file: file.to_string(),
@@ -208,7 +238,7 @@ impl<'a> CsvReader<'a> {
             preamble.push(text.join(" "));
             skipped += 1;
         }
-        let header_line = record.position().map_or(1, |p| breaks.record_line(p.byte(), p.line()));
+        let header_line = opts.line(record.position().map_or(1, |p| breaks.record_line(p.byte(), p.line())));
         let mut cells = Vec::with_capacity(record.len());
         for (i, cell) in record.iter().enumerate() {
             match std::str::from_utf8(cell) {
@@ -266,7 +296,8 @@ impl<'a> CsvReader<'a> {
             return Ok(None);
         }
         while self.builder.len() < BATCH_ROWS {
-            let more = self.rdr.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.file, &e))?;
+            let more =
+                self.rdr.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.file, &e, &self.opts))?;
             if !more {
                 self.done = true;
                 break;
@@ -280,7 +311,7 @@ impl<'a> CsvReader<'a> {
     }
 
     fn take_record(&mut self) {
-        let line = self.record.position().map_or(0, |p| self.breaks.record_line(p.byte(), p.line()));
+        let line = self.opts.line(self.record.position().map_or(0, |p| self.breaks.record_line(p.byte(), p.line())));
         let width = self.width;
         let n = self.record.len();
         if self.record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
@@ -314,7 +345,9 @@ impl<'a> CsvReader<'a> {
             let d = char::from(self.opts.delimiter).to_string();
             self.record.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&d)
         };
-        if n > width || (n < width && self.opts.short_rows == ShortRows::Reject) {
+        // A sheet's rows end at their last cell with a value: a short row is not a broken one.
+        let pad = self.opts.short_rows == ShortRows::Pad || self.opts.sheet.is_some();
+        if n > width || (n < width && !pad) {
             let reason = format!("row has {n} fields, the header has {width}");
             self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text(), summary: false });
             return;
@@ -334,6 +367,17 @@ impl<'a> CsvReader<'a> {
             self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text(), summary: false });
             return;
         }
+        if let Some(encoding) = self.opts.transcoded
+            && let Some(i) = self.record.iter().position(|c| c.windows(3).any(|w| w == REPLACEMENT))
+        {
+            let reason = format!(
+                "column '{}' has bytes that are not {encoding}, the encoding the file is read with: declare \
+                 the file's encoding (encoding: on the connection or the shape)",
+                self.headers.get(i).map_or("?", String::as_str)
+            );
+            self.builder.reject(RawReject { row: self.row, line, reason, raw: raw_text(), summary: false });
+            return;
+        }
         for i in 0..width {
             let value = self.record.get(i).map(|c| std::str::from_utf8(c).expect("checked above"));
             let value = value.filter(|v| !self.opts.nulls.is_null(v));
@@ -346,8 +390,11 @@ impl<'a> CsvReader<'a> {
     }
 }
 
-fn csv_error(file: &str, e: &csv::Error) -> Error {
-    let line = e.position().map_or(0, csv::Position::line);
+/// U+FFFD as UTF-8: what the transcoder puts where the bytes had no character.
+const REPLACEMENT: &[u8] = "\u{fffd}".as_bytes();
+
+fn csv_error(file: &str, e: &csv::Error, opts: &CsvOptions) -> Error {
+    let line = e.position().map_or(0, |p| opts.line(p.line()));
     let message = match e.kind() {
         csv::ErrorKind::Io(io) => format!("read failed: {io} (the file may be truncated or corrupt)"),
         other => format!("{other:?}"),
@@ -360,17 +407,7 @@ mod tests {
     use super::*;
 
     fn opts() -> CsvOptions {
-        CsvOptions {
-            delimiter: b',',
-            quote: b'"',
-            escape: None,
-            required_headers: vec![],
-            header_row: None,
-            summary_rows: vec![],
-            header_patterns: vec![],
-            short_rows: ShortRows::Reject,
-            nulls: NullMarkers::default(),
-        }
+        CsvOptions::plain(b',')
     }
 
     fn read_all(text: &str, opts: CsvOptions) -> (Vec<String>, Vec<RawChunk>, ReadStats) {

@@ -111,6 +111,13 @@ fn try_shape<'t>(
     json_doc: Option<&Value>,
 ) -> std::result::Result<Candidate<'t>, String> {
     let mut score = 0;
+    if let Some(want) = &shape.read.sheet {
+        match &opened.sheet {
+            Some(s) if &s.sheet != want => return Err(format!("reads sheet '{want}', this is '{}'", s.sheet)),
+            Some(_) => score += 1,
+            None => {}
+        }
+    }
     if !shape.file_globs.is_empty() {
         if !shape.file_globs.iter().any(|g| g.is_match(&opened.file_name)) {
             return Err(format!("file name '{}' does not match", opened.file_name));
@@ -208,18 +215,7 @@ fn first_columns(opened: &Sniff, content: Content, doc: Option<&Value>) -> Strin
             .map(|v| union_keys(&record_rows(&v, &JsonOptions::default())))
             .unwrap_or_default(),
         (Content::Delimited, _) => {
-            let delimiter = sniff_delimiter(&opened.sample);
-            let opts = CsvOptions {
-                delimiter,
-                quote: b'"',
-                escape: None,
-                required_headers: vec![],
-                header_row: None,
-                summary_rows: vec![],
-                header_patterns: vec![],
-                short_rows: Default::default(),
-                nulls: NullMarkers::default(),
-            };
+            let opts = CsvOptions::plain(sniff_delimiter(&opened.sample));
             preview(&opened.sample, &opts, 1).into_iter().next().unwrap_or_default()
         }
     };
@@ -228,16 +224,24 @@ fn first_columns(opened: &Sniff, content: Content, doc: Option<&Value>) -> Strin
 }
 
 fn csv_options(shape: &Shape, opened: &Sniff) -> CsvOptions {
+    // A sheet's text is written by opslake: its dialect is known, whatever the CSV export has.
+    let sheet = opened.sheet.is_some();
     CsvOptions {
-        delimiter: shape.read.delimiter.unwrap_or_else(|| sniff_delimiter(&opened.sample)),
-        quote: shape.read.quote,
-        escape: shape.read.escape,
+        delimiter: match shape.read.delimiter {
+            Some(d) if !sheet => d,
+            _ if sheet => b',',
+            _ => sniff_delimiter(&opened.sample),
+        },
+        quote: if sheet { b'"' } else { shape.read.quote },
+        escape: if sheet { None } else { shape.read.escape },
         required_headers: shape.headers.clone(),
         header_row: shape.read.header_row,
         summary_rows: shape.read.summary_rows.clone(),
         header_patterns: shape.read.header_patterns.clone(),
         short_rows: shape.read.short_rows,
         nulls: NullMarkers::new(&shape.read.null_values),
+        sheet: opened.sheet.clone(),
+        transcoded: None,
     }
 }
 
@@ -304,6 +308,7 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     let sniff = opened.sniff();
     let name = sniff.name.clone();
     let auto = opened.detected;
+    let opened_declared = opened.declared;
     if sniff.complete && sniff.sample.trim().is_empty() {
         return Err(Error::BadInput { file: name, line: 1, message: "the file is empty".into() });
     }
@@ -349,7 +354,8 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     };
     let c = detect(tools, only, &sniff, doc.as_ref())?;
     let shape = c.shape.clone();
-    let encoding = match (doc_encoding.or(shape.read.encoding), auto) {
+    let declared = opened_declared.then_some(auto).flatten();
+    let encoding = match (declared.or(doc_encoding).or(shape.read.encoding), auto) {
         (Some(declared), _) => declared,
         (None, Some(detected)) => detected,
         (None, None) => {
@@ -366,7 +372,12 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
             let text = o.into_text(encoding);
             match shape.read.format {
                 Format::Csv => {
-                    FileReader::Csv(Box::new(CsvReader::new(&name, text, csv_options(&shape, &sniff), c.header_index)?))
+                    let mut opts = csv_options(&shape, &sniff);
+                    opts.transcoded = match encoding {
+                        TextEncoding::Other(e) => Some(e.name()),
+                        TextEncoding::Utf8 => None,
+                    };
+                    FileReader::Csv(Box::new(CsvReader::new(&name, text, opts, c.header_index)?))
                 }
                 Format::Jsonl => FileReader::Lines(JsonLinesReader::new(&name, text, &json_options(&shape))),
                 Format::Json | Format::Xml => {

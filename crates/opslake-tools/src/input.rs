@@ -1,13 +1,16 @@
-//! Opening an export: decompression (`.gz`, `.zip`), encoding detection and transcoding, and a
-//! look at the first bytes for detection. Everything downstream reads UTF-8.
+//! Opening an export: decompression (`.gz`, `.zip`), workbooks (each sheet a stream, see
+//! [`crate::sheet`]), encoding detection and transcoding, and a look at the first bytes for
+//! detection. Everything downstream reads UTF-8.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use encoding_rs::Encoding;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
+use crate::sheet::{SheetSource, visit_sheets};
 use crate::{Error, Result};
 
 /// Bytes read ahead to detect format, encoding and dialect.
@@ -52,7 +55,14 @@ pub struct Opened<'a> {
     pub sample: String,
     /// True when the sample is the whole stream.
     pub complete: bool,
-    raw: Box<dyn Read + 'a>,
+    /// The workbook and sheet, when the stream is a sheet.
+    pub sheet: Option<Arc<SheetSource>>,
+    /// True when [`Self::detected`] was declared (the connection's `encoding`), not detected:
+    /// it then wins over a shape's own.
+    pub declared: bool,
+    /// The sample's bytes, then the rest of the stream.
+    head: Vec<u8>,
+    rest: Box<dyn Read + 'a>,
 }
 
 /// What detection looks at: names and the decoded first bytes.
@@ -66,6 +76,8 @@ pub struct Sniff {
     pub sample: String,
     /// As [`Opened::complete`].
     pub complete: bool,
+    /// As [`Opened::sheet`].
+    pub sheet: Option<Arc<SheetSource>>,
 }
 
 impl<'a> Opened<'a> {
@@ -76,22 +88,31 @@ impl<'a> Opened<'a> {
             file_name: self.file_name.clone(),
             sample: self.sample.clone(),
             complete: self.complete,
+            sheet: self.sheet.clone(),
         }
+    }
+
+    /// The stream is in `encoding`, whatever its bytes suggest: the sample is decoded again.
+    pub fn declare_encoding(&mut self, encoding: TextEncoding) {
+        self.sample = decode_sample(&self.head, Some(encoding));
+        self.detected = Some(encoding);
+        self.declared = true;
     }
 
     /// The whole stream as UTF-8 text, decoded with `encoding`.
     pub fn into_text(self, encoding: TextEncoding) -> Box<dyn Read + 'a> {
+        let raw: Box<dyn Read + 'a> = Box::new(Cursor::new(self.head).chain(self.rest));
         match encoding {
-            TextEncoding::Utf8 => Box::new(SkipBom::new(self.raw)),
+            TextEncoding::Utf8 => Box::new(SkipBom::new(raw)),
             TextEncoding::Other(enc) => {
-                Box::new(DecodeReaderBytesBuilder::new().encoding(Some(enc)).bom_override(true).build(self.raw))
+                Box::new(DecodeReaderBytesBuilder::new().encoding(Some(enc)).bom_override(true).build(raw))
             }
         }
     }
 }
 
-/// Calls `visit` with each stream in `path`: the file itself, its gunzipped content, or each
-/// member of a zip archive.
+/// Calls `visit` with each stream in `path`: the file itself, its gunzipped content, each
+/// member of a zip archive, or each sheet of a workbook.
 pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
     let display = path.display().to_string();
     let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
@@ -105,7 +126,8 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
         return visit(open_stream(display, inner, Box::new(flate2::read::MultiGzDecoder::new(head)))?);
     }
     if magic[..n] == OLE2_MAGIC {
-        return Err(spreadsheet_refused(display, Spreadsheet::Xls));
+        drop(head);
+        return visit_sheets(path, &display, &file_name, Spreadsheet::Xls, visit);
     }
     if magic[..n].starts_with(b"PK\x03\x04") {
         drop(head);
@@ -116,14 +138,14 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
             message: format!("not a readable zip archive: {e}"),
         };
         let mut archive = zip::ZipArchive::new(BufReader::new(archive_file)).map_err(bad_zip)?;
-        // A workbook is a zip too, but its members are the workbook's own XML parts, never
-        // exports: reading them one by one would land nothing and explain nothing.
+        // A workbook is a zip too, but its members are the workbook's own parts, never exports.
         if let Some(kind) = workbook_in_zip(&mut archive) {
-            return Err(spreadsheet_refused(display, kind));
+            drop(archive);
+            return visit_sheets(path, &display, &file_name, kind, visit);
         }
         for i in 0..archive.len() {
             let member = archive.by_index(i).map_err(bad_zip)?;
-            let member_name = member.name().to_string();
+            let member_name = member.name().map_err(bad_zip)?.into_owned();
             let short = member_name.rsplit('/').next().unwrap_or(&member_name).to_string();
             if member.is_dir() || short.starts_with('.') || member_name.starts_with("__MACOSX/") {
                 continue;
@@ -143,6 +165,8 @@ const OLE2_MAGIC: [u8; 4] = [0xD0, 0xCF, 0x11, 0xE0];
 pub enum Spreadsheet {
     /// Office Open XML (`.xlsx`, `.xlsm`): a zip with `xl/workbook.xml`.
     Xlsx,
+    /// Excel binary workbook (`.xlsb`): a zip with `xl/workbook.bin`.
+    Xlsb,
     /// Legacy Excel (`.xls`): an OLE2 compound file.
     Xls,
     /// OpenDocument (`.ods`): a zip whose `mimetype` names a spreadsheet.
@@ -153,54 +177,25 @@ impl Spreadsheet {
     /// How messages name it.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Xlsx => "an Excel workbook (XLSX)",
-            Self::Xls => "a legacy Excel workbook (XLS)",
-            Self::Ods => "an OpenDocument spreadsheet (ODS)",
+            Self::Xlsx => "Excel workbook (XLSX)",
+            Self::Xlsb => "Excel binary workbook (XLSB)",
+            Self::Xls => "legacy Excel workbook (XLS)",
+            Self::Ods => "OpenDocument spreadsheet (ODS)",
         }
     }
-}
-
-/// The spreadsheet `path` holds when it is one that opslake cannot read yet, else `None`
-/// (a text export, an archive of them, or a file that fails later for its own reasons).
-/// Ingest refuses such a file with one error; tests over real exports ask this to tell a
-/// file of a format not read yet from one that should land.
-pub fn unread_spreadsheet(path: &Path) -> Result<Option<Spreadsheet>> {
-    let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
-    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
-    if magic[..n] == OLE2_MAGIC {
-        return Ok(Some(Spreadsheet::Xls));
-    }
-    if !magic[..n].starts_with(b"PK\x03\x04") {
-        return Ok(None);
-    }
-    let Ok(mut archive) = zip::ZipArchive::new(BufReader::new(File::open(path).map_err(io_err)?)) else {
-        return Ok(None);
-    };
-    Ok(workbook_in_zip(&mut archive))
 }
 
 fn workbook_in_zip<R: Read + io::Seek>(archive: &mut zip::ZipArchive<R>) -> Option<Spreadsheet> {
     if archive.index_for_name("xl/workbook.xml").is_some() {
         return Some(Spreadsheet::Xlsx);
     }
+    if archive.index_for_name("xl/workbook.bin").is_some() {
+        return Some(Spreadsheet::Xlsb);
+    }
     let mut mimetype = String::new();
     let member = archive.by_name("mimetype").ok()?;
     member.take(256).read_to_string(&mut mimetype).ok()?;
     mimetype.trim().starts_with("application/vnd.oasis.opendocument.spreadsheet").then_some(Spreadsheet::Ods)
-}
-
-fn spreadsheet_refused(file: String, kind: Spreadsheet) -> Error {
-    Error::BadInput {
-        file,
-        line: 0,
-        message: format!(
-            "{}: opslake does not read spreadsheets yet; export the report as CSV (or save the sheet as \
-             CSV UTF-8) and ingest that",
-            kind.name()
-        ),
-    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -216,7 +211,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn open_stream<'a>(name: String, file_name: String, mut raw: Box<dyn Read + 'a>) -> Result<Opened<'a>> {
+pub(crate) fn open_stream<'a>(name: String, file_name: String, mut raw: Box<dyn Read + 'a>) -> Result<Opened<'a>> {
     let mut sample = vec![0u8; SAMPLE_BYTES];
     let n = read_up_to(&mut raw, &mut sample).map_err(|e| Error::BadInput {
         file: name.clone(),
@@ -225,22 +220,38 @@ fn open_stream<'a>(name: String, file_name: String, mut raw: Box<dyn Read + 'a>)
     })?;
     sample.truncate(n);
     let detected = detect_encoding(&sample, n < SAMPLE_BYTES);
-    let text = match detected {
+    let text = decode_sample(&sample, detected);
+    let complete = n < SAMPLE_BYTES;
+    Ok(Opened {
+        name,
+        file_name,
+        detected,
+        sample: text,
+        complete,
+        sheet: None,
+        declared: false,
+        head: sample,
+        rest: raw,
+    })
+}
+
+/// The sample as text, byte-order mark removed (Windows-1252 for binary data).
+fn decode_sample(sample: &[u8], encoding: Option<TextEncoding>) -> String {
+    match encoding {
         Some(TextEncoding::Utf8) => {
-            let body = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&sample);
+            let body = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
             String::from_utf8_lossy(body).into_owned()
         }
-        Some(TextEncoding::Other(enc)) => enc.decode(&sample).0.trim_start_matches('\u{feff}').to_string(),
-        None => encoding_rs::WINDOWS_1252.decode(&sample).0.into_owned(),
-    };
-    let complete = n < SAMPLE_BYTES;
-    let raw: Box<dyn Read + 'a> = Box::new(Cursor::new(sample).chain(raw));
-    Ok(Opened { name, file_name, detected, sample: text, complete, raw })
+        Some(TextEncoding::Other(enc)) => enc.decode(sample).0.trim_start_matches('\u{feff}').to_string(),
+        None => encoding_rs::WINDOWS_1252.decode(sample).0.into_owned(),
+    }
 }
 
 /// BOM first, then: valid UTF-8 is UTF-8; NUL bytes in alternate positions are BOM-less
-/// UTF-16; other NUL bytes mean binary (`None`); anything else is Windows-1252, the superset of
-/// Latin-1 that Excel and Salesforce write.
+/// UTF-16; other NUL bytes mean binary (`None`); anything else is what chardetng (Firefox's
+/// detector) makes of the bytes: Windows-1252 for Western text, Windows-1250 or ISO-8859-2 for
+/// Central European, Windows-1251 for Cyrillic, Shift_JIS or EUC-JP, EUC-KR, GBK, Big5...
+/// A declared `encoding` (on the connection or the shape) is never second-guessed.
 pub fn detect_encoding(sample: &[u8], complete: bool) -> Option<TextEncoding> {
     if let Some((enc, _)) = Encoding::for_bom(sample) {
         return Some(if enc == encoding_rs::UTF_8 { TextEncoding::Utf8 } else { TextEncoding::Other(enc) });
@@ -264,7 +275,17 @@ pub fn detect_encoding(sample: &[u8], complete: bool) -> Option<TextEncoding> {
         Ok(_) => Some(TextEncoding::Utf8),
         // A sample cut inside a multi-byte character is still UTF-8.
         Err(e) if e.error_len().is_none() && !complete => Some(TextEncoding::Utf8),
-        Err(_) => Some(TextEncoding::Other(encoding_rs::WINDOWS_1252)),
+        Err(_) => {
+            let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+            detector.feed(sample, complete);
+            let guess = detector.guess(None, chardetng::Utf8Detection::Deny);
+            // Where the sample reads the same in Windows-1252 (few non-ASCII bytes, all letters
+            // both share), there is no evidence against the encoding most exports are in.
+            let western = encoding_rs::WINDOWS_1252;
+            let same = guess == western
+                || western.decode_without_bom_handling(sample).0 == guess.decode_without_bom_handling(sample).0;
+            Some(TextEncoding::Other(if same { western } else { guess }))
+        }
     }
 }
 
@@ -318,6 +339,58 @@ mod tests {
     }
 
     #[test]
+    fn legacy_encodings_are_detected_from_the_bytes() {
+        // Small exports as each locale's Excel or ERP writes them without a byte-order mark.
+        let samples: [(&str, &'static Encoding); 8] = [
+            (
+                "Name,City,Note\nJosé,São Paulo,Prüfung bestanden\nFrançois,Zürich,Ça va très bien\n",
+                encoding_rs::WINDOWS_1252,
+            ),
+            (
+                "Imię,Miasto,Uwagi\nZażółć gęślą jaźń,Łódź,Świętokrzyska 5\nMałgorzata Wąsik,Gdańsk,Żółty ślad\n",
+                encoding_rs::WINDOWS_1250,
+            ),
+            (
+                "Имя,Город,Примечание\nИван Петров,Москва,Новый клиент\nОльга Смирнова,Санкт-Петербург,Счёт оплачен\n",
+                encoding_rs::WINDOWS_1251,
+            ),
+            (
+                "Όνομα,Πόλη,Σχόλιο\nΓιάννης Παπαδόπουλος,Αθήνα,Νέος πελάτης\nΜαρία Κωνσταντίνου,Θεσσαλονίκη,Πληρώθηκε\n",
+                encoding_rs::ISO_8859_7,
+            ),
+            (
+                "名前,都市,備考\n山田太郎,東京都千代田区,新規のお客様です\n鈴木花子,大阪市北区,請求書は支払い済みです\n",
+                encoding_rs::SHIFT_JIS,
+            ),
+            (
+                "名前,都市,備考\n山田太郎,東京都千代田区,新規のお客様です\n鈴木花子,大阪市北区,請求書は支払い済みです\n",
+                encoding_rs::EUC_JP,
+            ),
+            (
+                "이름,도시,비고\n김민수,서울특별시 강남구,신규 고객입니다\n이영희,부산광역시 해운대구,청구서가 결제되었습니다\n",
+                encoding_rs::EUC_KR,
+            ),
+            (
+                "姓名,城市,备注\n张伟,北京市朝阳区,新客户已经注册\n李娜,上海市浦东新区,发票已经付款完成\n",
+                encoding_rs::GB18030,
+            ),
+        ];
+        for (text, encoding) in samples {
+            let (bytes, _, unmappable) = encoding.encode(text);
+            assert!(!unmappable, "{} can write the sample", encoding.name());
+            let detected = detect_encoding(&bytes, true).expect("text");
+            let TextEncoding::Other(found) = detected else { panic!("{}: read as UTF-8", encoding.name()) };
+            assert_eq!(
+                found.decode_without_bom_handling(&bytes).0,
+                text,
+                "{} read as {}",
+                encoding.name(),
+                found.name()
+            );
+        }
+    }
+
+    #[test]
     fn reads_gzip_and_latin1_transparently() {
         use std::io::Write;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -337,57 +410,95 @@ mod tests {
         assert_eq!(seen, [("a.csv".to_string(), "windows-1252", "name\nBogotá\n".to_string())]);
     }
 
-    #[test]
-    fn a_workbook_is_refused_whole_with_what_to_do_and_an_archive_of_exports_is_not() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = zip::write::SimpleFileOptions::default();
-        let xlsx = dir.path().join("Report.xlsx");
-        let mut zip = zip::ZipWriter::new(File::create(&xlsx).expect("create"));
-        for (name, body) in [
-            ("[Content_Types].xml", "<Types/>"),
-            ("xl/workbook.xml", "<workbook/>"),
-            ("xl/worksheets/sheet1.xml", "<worksheet/>"),
-        ] {
-            zip.start_file(name, options).expect("member");
-            zip.write_all(body.as_bytes()).expect("write");
-        }
-        zip.finish().expect("finish");
-        // Named .zip, an ODS is still a spreadsheet: the container decides, not the name.
-        let ods = dir.path().join("sheet.zip");
-        let mut zip = zip::ZipWriter::new(File::create(&ods).expect("create"));
-        zip.start_file("mimetype", options).expect("member");
-        zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet").expect("write");
-        zip.finish().expect("finish");
-        let xls = dir.path().join("old.xls");
-        std::fs::write(&xls, [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]).expect("write");
-        let exports = dir.path().join("exports.zip");
-        let mut zip = zip::ZipWriter::new(File::create(&exports).expect("create"));
-        zip.start_file("Account.csv", options).expect("member");
-        zip.write_all(b"Id,Name\n1,A\n").expect("write");
-        zip.finish().expect("finish");
-
-        for (path, kind) in [(&xlsx, Spreadsheet::Xlsx), (&ods, Spreadsheet::Ods), (&xls, Spreadsheet::Xls)] {
-            assert_eq!(unread_spreadsheet(path).expect("opens"), Some(kind), "{}", path.display());
-            let mut streams = 0;
-            let err = visit_inputs(path, &mut |_| {
-                streams += 1;
-                Ok(())
-            })
-            .expect_err("refused");
-            assert_eq!(streams, 0, "{}: no member is read as an export", path.display());
-            let text = err.to_string();
-            assert!(text.starts_with(&path.display().to_string()), "{text}");
-            assert!(text.contains(kind.name()) && text.contains("as CSV"), "{text}");
-        }
-        assert_eq!(unread_spreadsheet(&exports).expect("opens"), None);
-        let mut streams = 0;
-        visit_inputs(&exports, &mut |_| {
-            streams += 1;
+    /// Each sheet's text, by stream name, as the CSV path will read it.
+    fn sheets_of(path: &Path) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        visit_inputs(path, &mut |o| {
+            let mut text = String::new();
+            let name = o.name.rsplit('/').next().unwrap_or_default().to_string();
+            assert!(o.sheet.is_some(), "{name} is a sheet");
+            o.into_text(TextEncoding::Utf8).read_to_string(&mut text).expect("utf-8 out");
+            seen.push((name, text));
             Ok(())
         })
-        .expect("an archive of exports reads");
-        assert_eq!(streams, 1);
+        .expect("reads");
+        seen
+    }
+
+    #[test]
+    fn every_sheet_of_a_workbook_is_a_stream_of_its_typed_cells() {
+        use opslake_testkit::workbook::{Cell, Sheet, write_ods, write_xlsx};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sheets = || {
+            vec![
+                Sheet {
+                    name: "Deals",
+                    first_row: 1,
+                    rows: vec![
+                        vec![Cell::Text("Deal report")],
+                        vec![Cell::Text("Name"), Cell::Text("Amount"), Cell::Text("Closed"), Cell::Text("Double")],
+                        vec![
+                            Cell::Text("Acme"),
+                            Cell::Number(1234.5),
+                            Cell::Date(45296.0),
+                            Cell::Formula("B3*2", 2469.0),
+                        ],
+                        vec![
+                            Cell::Text("Beta"),
+                            Cell::Number(527_321.059_999_999_9),
+                            Cell::Date(45296.5),
+                            Cell::Bool(true),
+                        ],
+                        vec![Cell::Text("Gamma"), Cell::Error("#DIV/0!"), Cell::Empty, Cell::Empty],
+                    ],
+                    merged: vec![],
+                },
+                Sheet { name: "Empty", first_row: 0, rows: vec![], merged: vec![] },
+                Sheet {
+                    name: "Regions",
+                    first_row: 0,
+                    rows: vec![
+                        vec![Cell::Text("Region"), Cell::Text("City")],
+                        vec![Cell::Text("North"), Cell::Text("Oslo")],
+                        vec![Cell::Empty, Cell::Text("Bergen")],
+                    ],
+                    merged: vec!["A2:A3"],
+                },
+            ]
+        };
+        // Named .zip, a workbook is still a workbook: the container decides, not the name.
+        let xlsx = dir.path().join("Report.zip");
+        write_xlsx(&xlsx, &sheets());
+        assert_eq!(
+            sheets_of(&xlsx),
+            [
+                (
+                    "Report.zip!Deals".to_string(),
+                    "\nDeal report\nName,Amount,Closed,Double\nAcme,1234.5,2024-01-05,2469\n\
+                     Beta,527321.06,2024-01-05 12:00:00,true\nGamma,#DIV/0!\n"
+                        .to_string()
+                ),
+                ("Report.zip!Regions".to_string(), "Region,City\nNorth,Oslo\nNorth,Bergen\n".to_string()),
+            ]
+        );
+        let ods = dir.path().join("Report.ods");
+        write_ods(&ods, &sheets());
+        let read = sheets_of(&ods);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert!(read[0].1.contains("Acme,1234.5,2024-01-05,2469\n"), "{read:?}");
+        // OpenDocument keeps no merged regions for calamine: the covered cell stays empty.
+        assert_eq!(read[1].1, "Region,City\nNorth,Oslo\n,Bergen\n");
+    }
+
+    #[test]
+    fn a_file_that_only_looks_like_a_workbook_fails_with_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let xls = dir.path().join("old.xls");
+        std::fs::write(&xls, [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]).expect("write");
+        let err = visit_inputs(&xls, &mut |_| Ok(())).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.starts_with(&xls.display().to_string()), "{text}");
+        assert!(text.contains("not a readable legacy Excel workbook (XLS)"), "{text}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A tool is a YAML file, `schemas/tools/<tool>.yaml` (built in) or
 //! `<project>/tools/<tool>.yaml` (the project's own, no recompiling), loaded into a [`Tool`]
 //! by the [`ToolRegistry`]. For each input stream ([`input`]: plain, `.gz` or `.zip`, any
-//! encoding), [`detect::recognise`] finds its shape and builds a streaming reader
+//! encoding; each sheet of an XLSX, XLS or ODS workbook, [`sheet`]), [`detect::recognise`] finds its shape and builds a streaming reader
 //! ([`csv_reader`], [`json_reader`]) producing raw chunks; [`mapping::ShapeMapper`] turns each
 //! chunk into canonical batches and reject records.
 
@@ -18,6 +18,7 @@ mod max_by;
 pub mod parse;
 pub mod privacy;
 pub mod raw;
+pub mod sheet;
 pub mod spec;
 pub mod stream;
 pub mod udf;

@@ -182,6 +182,7 @@ impl ShapeMapper {
         let udf_ctx = UdfContext {
             timezone: shape.timezone.clone(),
             date_order: shape.date_order,
+            numbers: shape.numbers,
             system: file.system.clone(),
             connection: file.connection.clone(),
             home_currency: shape.home_currency.clone(),
@@ -192,7 +193,7 @@ impl ShapeMapper {
             ctx,
             shape: shape.clone(),
             file,
-            rules: TextRules { tz, order: shape.date_order },
+            rules: TextRules { tz, order: shape.date_order, numbers: shape.numbers },
             compiled: HashMap::new(),
         }
     }

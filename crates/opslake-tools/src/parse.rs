@@ -34,10 +34,42 @@ pub enum DateOrder {
     Dmy,
 }
 
+/// How a locale writes numbers: the decimal mark and the thousands separator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NumberFormat {
+    /// The decimal mark: `.` (default) or `,` (most of continental Europe, Latin America).
+    pub decimal: char,
+    /// The one thousands separator, when declared; otherwise any of `,` `.` `'` `_`, a space,
+    /// a no-break or a narrow no-break space that is not the decimal mark.
+    pub thousands: Option<char>,
+}
+
+impl Default for NumberFormat {
+    fn default() -> Self {
+        Self { decimal: '.', thousands: None }
+    }
+}
+
+impl NumberFormat {
+    /// The format a tool file or a connection declares (see
+    /// [`opslake_config::config::number_separators`]).
+    pub fn declared(decimal: Option<&str>, thousands: Option<&str>) -> Result<Self, String> {
+        let (decimal, thousands) = opslake_config::config::number_separators(decimal, thousands)?;
+        Ok(Self { decimal, thousands })
+    }
+
+    fn groups(&self, c: char) -> bool {
+        match self.thousands {
+            Some(t) => c == t,
+            None => c != self.decimal && matches!(c, ',' | '.' | '_' | ' ' | '\u{a0}' | '\u{202f}' | '\''),
+        }
+    }
+}
+
 /// Strips what surrounds a number in exports: currency codes (`11.00 USD`, `USD 11.00`),
 /// symbols (`$`, `€`), spaces, thousands separators; `(12.50)` and trailing `-` mean negative.
-/// Returns the sign and the bare number text.
-fn clean_number(s: &str) -> Option<(bool, String)> {
+/// Returns the sign and the bare number text, with `.` as its decimal mark.
+fn clean_number(s: &str, format: NumberFormat) -> Option<(bool, String)> {
     let mut t = s.trim();
     let mut negative = false;
     if let Some(inner) = t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
@@ -71,12 +103,45 @@ fn clean_number(s: &str) -> Option<(bool, String)> {
     while chars.peek().is_some_and(|c| matches!(c, '$' | '€' | '£' | '¥' | '₹')) {
         chars.next();
     }
+    // Digits since the last thousands separator, until the decimal mark or the exponent: a
+    // group is three digits, so `1,5` is a decimal comma misread, not fifteen, and `1.234,56`
+    // under a decimal point is no number at all.
+    let mut group: Option<usize> = None;
+    let mut fraction = false;
+    let grouped = |group: Option<usize>| group.is_none_or(|n| n == 3);
     for c in chars {
         match c {
-            '0'..='9' | '.' | 'e' | 'E' | '+' | '-' => out.push(c),
-            ',' | '_' | ' ' | '\u{a0}' | '\'' => {}
+            c if c == format.decimal && !fraction => {
+                if !grouped(group) {
+                    return None;
+                }
+                fraction = true;
+                group = None;
+                out.push('.');
+            }
+            c if format.groups(c) && !fraction => {
+                if out.is_empty() || group.is_some_and(|n| n == 0) {
+                    return None;
+                }
+                group = Some(0);
+            }
+            '0'..='9' => {
+                group = group.map(|n| n + 1);
+                out.push(c);
+            }
+            'e' | 'E' | '+' | '-' => {
+                if !grouped(group) {
+                    return None;
+                }
+                fraction = true;
+                group = None;
+                out.push(c);
+            }
             _ => return None,
         }
+    }
+    if !grouped(group) {
+        return None;
     }
     if out.is_empty() || !out.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.') {
         return None;
@@ -87,10 +152,15 @@ fn clean_number(s: &str) -> Option<(bool, String)> {
 /// An exact decimal scaled to `scale` digits (`1,234.50` at scale 2 is 123450). Rounds half
 /// away from zero past `scale` digits; fails on overflow of 38 digits.
 pub fn parse_decimal(s: &str, scale: i8) -> Parsed<i128> {
+    parse_decimal_in(s, scale, NumberFormat::default())
+}
+
+/// [`parse_decimal`] of a number written in `format` (`1.234,56` with a decimal comma).
+pub fn parse_decimal_in(s: &str, scale: i8, format: NumberFormat) -> Parsed<i128> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    let Some((negative, text)) = clean_number(s) else { return err("a number", s) };
+    let Some((negative, text)) = clean_number(s, format) else { return err("a number", s) };
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(i) => match text[i + 1..].parse::<i32>() {
             Ok(e) => (&text[..i], e),
@@ -145,7 +215,12 @@ pub fn parse_decimal(s: &str, scale: i8) -> Parsed<i128> {
 
 /// A whole number; `1.0` is accepted (spreadsheets write integers so), `1.5` is not.
 pub fn parse_int(s: &str) -> Parsed<i64> {
-    let Some(v) = parse_decimal(s, 6)? else { return Ok(None) };
+    parse_int_in(s, NumberFormat::default())
+}
+
+/// [`parse_int`] of a number written in `format`.
+pub fn parse_int_in(s: &str, format: NumberFormat) -> Parsed<i64> {
+    let Some(v) = parse_decimal_in(s, 6, format)? else { return Ok(None) };
     if v % 1_000_000 != 0 {
         return err("a whole number", s);
     }
@@ -154,10 +229,15 @@ pub fn parse_int(s: &str) -> Parsed<i64> {
 
 /// A float, for ratios.
 pub fn parse_float(s: &str) -> Parsed<f64> {
+    parse_float_in(s, NumberFormat::default())
+}
+
+/// [`parse_float`] of a number written in `format`.
+pub fn parse_float_in(s: &str, format: NumberFormat) -> Parsed<f64> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    match clean_number(s) {
+    match clean_number(s, format) {
         Some((neg, text)) => match text.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Some(if neg { -v } else { v })),
             _ => err("a number", s),
@@ -180,6 +260,10 @@ pub fn parse_bool(s: &str) -> Parsed<bool> {
 }
 
 const EXCEL_EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1899, 12, 30).expect("a valid date");
+
+/// Excel serial days read as dates: 1940-01-01 to 2100-12-31, the years business records
+/// (birth dates included) fall in.
+pub const EXCEL_SERIALS: std::ops::RangeInclusive<i64> = 14_611..=73_415;
 
 /// `/Date(1439434356790+0000)/` (Microsoft JSON, Xero): milliseconds since the epoch, UTC.
 fn ms_json_date(s: &str) -> Option<Result<i64, ()>> {
@@ -240,11 +324,15 @@ fn numeric_date(t: &str) -> Option<Option<NaiveDate>> {
     if int.len() == 13 && frac.is_empty() {
         return Some(int.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis).map(|d| d.date_naive()));
     }
-    // Excel serials: 1 is 1900-01-01 (with Lotus' 1900 leap bug folded into the 1899-12-30
-    // epoch); 2958465 is 9999-12-31. Eight-digit values are YYYYMMDD, handled by the caller.
-    let days: i64 = int.parse().ok()?;
-    if !(1..=2_958_465).contains(&days) || int.len() > 7 {
+    // Excel serials (1 is 1900-01-01, with Lotus' 1900 leap bug folded into the 1899-12-30
+    // epoch), but only where a business date can be: `2024` or `12` in a date column is a
+    // year or a typo, not 1905-07-16. Eight-digit values are YYYYMMDD, handled by the caller.
+    if int.len() > 7 {
         return None;
+    }
+    let days: i64 = int.parse().ok()?;
+    if !EXCEL_SERIALS.contains(&days) {
+        return Some(None);
     }
     Some(EXCEL_EPOCH.checked_add_signed(chrono::Duration::days(days)))
 }
@@ -369,7 +457,8 @@ fn numeric_timestamp(t: &str, tz: Tz) -> Option<Option<i64>> {
         10 => v.checked_mul(1_000_000),
         13 => v.checked_mul(1_000),
         16 => Some(v),
-        1..=7 if v <= 2_958_465 => {
+        1..=7 if !EXCEL_SERIALS.contains(&v) => None,
+        1..=7 => {
             let fraction: f64 = format!("0.{}", if frac.is_empty() { "0" } else { frac }).parse().ok()?;
             let day = EXCEL_EPOCH.checked_add_signed(chrono::Duration::days(v))?;
             let secs = (fraction * 86_400.0).round() as i64;
@@ -586,6 +675,29 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_a_locale_with_a_decimal_comma() {
+        let de = NumberFormat { decimal: ',', thousands: Some('.') };
+        assert_eq!(parse_decimal_in("1.234,56", 2, de), Ok(Some(123_456)));
+        assert_eq!(parse_decimal_in("-0,5", 2, de), Ok(Some(-50)));
+        assert_eq!(parse_decimal_in("1.234.567", 0, de), Ok(Some(1_234_567)));
+        // Declared separators are the only ones: a stray space or comma is not a number.
+        assert!(parse_decimal_in("1 234,56", 2, de).is_err());
+        assert!(parse_decimal_in("1,2,3", 2, de).is_err());
+        // French and Swiss groupings, when only the decimal mark is declared.
+        let fr = NumberFormat { decimal: ',', thousands: None };
+        assert_eq!(parse_decimal_in("1\u{202f}234,56 €", 2, fr), Ok(Some(123_456)));
+        assert_eq!(parse_decimal_in("1.234,56", 2, fr), Ok(Some(123_456)));
+        let ch = NumberFormat { decimal: '.', thousands: Some('\'') };
+        assert_eq!(parse_decimal_in("1'234.56", 2, ch), Ok(Some(123_456)));
+        assert_eq!(parse_int_in("12.000", de), Ok(Some(12_000)));
+        assert_eq!(parse_float_in("0,25", de), Ok(Some(0.25)));
+        // Without the option a decimal comma is refused, never read as a grouping it cannot be.
+        assert!(parse_decimal("1,5", 2).is_err());
+        assert_eq!(parse_decimal("12,34,567", 0), Ok(Some(1_234_567))); // lakh grouping
+        assert_eq!(parse_decimal("1.234,56", 2), Err(ParseError("cannot read '1.234,56' as a number".into())));
+    }
+
+    #[test]
     fn money_and_decimals_as_exports_write_them() {
         assert_eq!(parse_decimal("1,234.50", 2), Ok(Some(123_450)));
         assert_eq!(parse_decimal("11.00 USD", 2), Ok(Some(1_100))); // BambooHR pay rate
@@ -633,6 +745,10 @@ mod tests {
         assert_eq!(parse_date("2/5/24", o), Ok(Some(d(2024, 2, 5))));
         assert_eq!(parse_date("2/5/24", DateOrder::Dmy), Ok(Some(d(2024, 5, 2))));
         assert_eq!(parse_date("45296", o), Ok(Some(d(2024, 1, 5)))); // Excel serial
+        // A year, or any small number, is not taken for an Excel serial (2024 is 1905-07-16).
+        assert!(parse_date("2024", o).is_err());
+        assert!(parse_date("12", o).is_err());
+        assert!(parse_date("99999", o).is_err());
         assert_eq!(parse_date("/Date(1439434356790+0000)/", o), Ok(Some(d(2015, 8, 13)))); // Xero
         assert_eq!(parse_date("Jan 5, 2024", o), Ok(Some(d(2024, 1, 5))));
         assert_eq!(parse_date("20240105", o), Ok(Some(d(2024, 1, 5))));
@@ -700,6 +816,7 @@ mod tests {
         // 02:30 does not exist on 2024-03-10 in New York: clocks move to 03:30 (07:30 UTC).
         assert_eq!(parse_timestamp("2024-03-10 02:30", ny, o), Ok(Some(ts(2024, 3, 10, 7, 30, 0))));
         assert_eq!(parse_timestamp("45296.5", utc, o), Ok(Some(ts(2024, 1, 5, 12, 0, 0)))); // Excel
+        assert!(parse_timestamp("2024", utc, o).is_err());
         assert!(parse_timestamp("yesterday", utc, o).is_err());
     }
 

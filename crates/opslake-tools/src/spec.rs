@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 
 use crate::csv_reader::ShortRows;
 use crate::input::TextEncoding;
-use crate::parse::DateOrder;
+use crate::parse::{DateOrder, NumberFormat};
 
 /// File format of a shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -50,6 +50,10 @@ struct RawTool {
     #[serde(default)]
     date_order: Option<DateOrder>,
     #[serde(default)]
+    decimal_separator: Option<Spanned<String>>,
+    #[serde(default)]
+    thousands_separator: Option<Spanned<String>>,
+    #[serde(default)]
     null_values: Vec<String>,
     shapes: Vec<RawShape>,
 }
@@ -66,6 +70,10 @@ struct RawShape {
     timezone: Option<Spanned<String>>,
     #[serde(default)]
     date_order: Option<DateOrder>,
+    #[serde(default)]
+    decimal_separator: Option<Spanned<String>>,
+    #[serde(default)]
+    thousands_separator: Option<Spanned<String>>,
     outputs: Spanned<Vec<RawOutput>>,
 }
 
@@ -102,6 +110,8 @@ struct RawRead {
     null_values: Vec<String>,
     #[serde(default)]
     short_rows: ShortRows,
+    #[serde(default)]
+    sheet: Option<String>,
     #[serde(default)]
     records: Option<String>,
     #[serde(default)]
@@ -177,6 +187,9 @@ pub struct Shape {
     pub timezone: String,
     /// Order of numeric dates.
     pub date_order: DateOrder,
+    /// How numbers are written: the decimal mark and thousands separator of the export's
+    /// locale (`decimal_separator`, `thousands_separator` on the shape or the tool).
+    pub numbers: NumberFormat,
     /// The account's home currency, set per connection (`home_currency()` in mappings).
     pub home_currency: Option<String>,
     /// Where its rows go.
@@ -207,6 +220,8 @@ pub struct ReadSpec {
     pub null_values: Vec<String>,
     /// Short-row policy.
     pub short_rows: ShortRows,
+    /// In a workbook, the one sheet this shape reads (by its tab name); every sheet otherwise.
+    pub sheet: Option<String>,
     /// JSON records path.
     pub records: Option<String>,
     /// JSON arrays to explode (see [`crate::json_reader::JsonOptions::explode`]).
@@ -357,15 +372,28 @@ fn load_shape(
         && (r.delimiter.is_some()
             || !r.summary_rows.is_empty()
             || r.header_row.is_some()
+            || r.sheet.is_some()
             || !r.header_patterns.is_empty())
     {
         problems.push(Problem::at(
             file,
             &s.name,
-            "delimiter, summary_rows, header_patterns and header_row are CSV options",
+            "delimiter, summary_rows, header_patterns, header_row and sheet are options of delimited (csv) shapes",
         ));
     }
     let timezone = s.timezone.as_ref().map(|t| check_tz(file, t, problems)).unwrap_or_else(|| tool_tz.to_string());
+    let separator =
+        |own: &Option<Spanned<String>>, tool: &Option<Spanned<String>>| own.as_ref().or(tool.as_ref()).cloned();
+    let numbers = match NumberFormat::declared(
+        separator(&s.decimal_separator, &raw_tool.decimal_separator).as_ref().map(|d| d.value.as_str()),
+        separator(&s.thousands_separator, &raw_tool.thousands_separator).as_ref().map(|t| t.value.as_str()),
+    ) {
+        Ok(f) => f,
+        Err(message) => {
+            problems.push(Problem::at(file, &s.name, format!("shape '{name}': {message}")));
+            NumberFormat::default()
+        }
+    };
     let mut null_values = raw_tool.null_values.clone();
     null_values.extend(r.null_values.iter().cloned());
 
@@ -398,6 +426,7 @@ fn load_shape(
             header_patterns,
             null_values,
             short_rows: r.short_rows,
+            sheet: r.sheet.clone(),
             records: r.records.clone(),
             explode: match &r.explode {
                 None => Vec::new(),
@@ -409,6 +438,7 @@ fn load_shape(
         },
         timezone,
         date_order: s.date_order.or(raw_tool.date_order).unwrap_or_default(),
+        numbers,
         home_currency: None,
         outputs,
     })

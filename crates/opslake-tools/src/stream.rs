@@ -16,9 +16,9 @@ use opslake_schema::types::TIMESTAMP_TZ;
 use serde::Serialize;
 
 use crate::detect::recognise;
-use crate::input::Opened;
+use crate::input::{Opened, TextEncoding};
 use crate::mapping::{FileContext, RejectAction, RejectRecord, ShapeMapper};
-use crate::parse::DateOrder;
+use crate::parse::{DateOrder, NumberFormat};
 use crate::privacy::Redactor;
 use crate::raw::RawChunk;
 use crate::{Error, Result, Shape, Tool};
@@ -37,6 +37,12 @@ pub struct Connection {
     pub date_order: Option<DateOrder>,
     /// The account's home currency, for records that leave theirs out (`home_currency()`).
     pub currency: Option<String>,
+    /// The encoding of every file, over detection and the tool file's.
+    pub encoding: Option<TextEncoding>,
+    /// The decimal mark of numbers, over the tool file's.
+    pub decimal_separator: Option<char>,
+    /// The thousands separator of numbers, over the tool file's.
+    pub thousands_separator: Option<char>,
 }
 
 impl Connection {
@@ -45,8 +51,17 @@ impl Connection {
         Self { name: name.into(), ..Self::default() }
     }
 
-    /// `shape` as this connection reads it.
-    fn applied_to(&self, shape: &Shape) -> Shape {
+    /// Sets what this connection declares of `opened` before it is recognised: the encoding
+    /// of a text stream (a sheet's text is opslake's own, from typed cells).
+    pub fn declare(&self, opened: &mut Opened<'_>) {
+        if let Some(encoding) = self.encoding.filter(|_| opened.sheet.is_none()) {
+            opened.declare_encoding(encoding);
+        }
+    }
+
+    /// `shape` as this connection reads a stream with it; `sheet` when the stream is a sheet,
+    /// whose number cells are written with a decimal point and no grouping in every locale.
+    pub fn applied_to(&self, shape: &Shape, sheet: bool) -> Shape {
         let mut shape = shape.clone();
         if let Some(tz) = &self.timezone {
             shape.timezone.clone_from(tz);
@@ -54,7 +69,18 @@ impl Connection {
         if let Some(order) = self.date_order {
             shape.date_order = order;
         }
+        if let Some(decimal) = self.decimal_separator {
+            shape.numbers.decimal = decimal;
+            // A tool file's separator that is now the decimal mark no longer separates.
+            shape.numbers.thousands = shape.numbers.thousands.filter(|t| *t != decimal);
+        }
+        if let Some(thousands) = self.thousands_separator {
+            shape.numbers.thousands = Some(thousands);
+        }
         shape.home_currency.clone_from(&self.currency);
+        if sheet {
+            shape.numbers = NumberFormat::default();
+        }
         shape
     }
 }
@@ -152,6 +178,9 @@ pub fn read_stream<S: Sink>(
     open_sink: &(dyn Fn(usize) -> Result<S, S::Error> + Sync),
     progress: &mut dyn FnMut(u64),
 ) -> Result<(FileSummary, Vec<S>), S::Error> {
+    let mut opened = opened;
+    connection.declare(&mut opened);
+    let sheet = opened.sheet.is_some();
     let mut recognised = recognise(tools, connection.tool.as_deref(), opened)?;
     let d = &recognised.detection;
     let name = recognised.name.clone();
@@ -173,7 +202,7 @@ pub fn read_stream<S: Sink>(
         snapshot_at: context.snapshot_at,
         redactor: context.redactor.clone(),
     };
-    let shape = connection.applied_to(&d.shape);
+    let shape = connection.applied_to(&d.shape, sheet);
 
     // CSV parsing is a fraction of the work, the mapping (casts, keys, custom_fields) and the
     // sink's encoding the rest, and chunks are independent: one reader feeds many mappers.

@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 };
 use opslake_schema::types::TIMESTAMP_TZ;
 
-use crate::parse::{self, DateOrder};
+use crate::parse::{self, DateOrder, NumberFormat};
 
 /// Scale of `parse_decimal`: money in the contract is decimal(38,6).
 pub const DECIMAL_SCALE: i8 = 6;
@@ -44,6 +44,7 @@ struct ParseUdf {
     /// Time zone of naive timestamps: the source's declared zone.
     tz: String,
     order: DateOrderKey,
+    numbers: NumberFormat,
 }
 
 /// `DateOrder` with the traits DataFusion requires of a UDF's fields.
@@ -101,13 +102,17 @@ impl ScalarUDFImpl for ParseUdf {
             Kind::Decimal => {
                 let mut b = Decimal128Builder::with_capacity(n);
                 (0..n).for_each(|i| {
-                    b.append_option(value(i).and_then(|s| parse::parse_decimal(s, DECIMAL_SCALE).ok().flatten()))
+                    b.append_option(
+                        value(i).and_then(|s| parse::parse_decimal_in(s, DECIMAL_SCALE, self.numbers).ok().flatten()),
+                    )
                 });
                 Arc::new(b.finish().with_precision_and_scale(38, DECIMAL_SCALE)?)
             }
             Kind::Int => {
                 let mut b = Int64Builder::with_capacity(n);
-                (0..n).for_each(|i| b.append_option(value(i).and_then(|s| parse::parse_int(s).ok().flatten())));
+                (0..n).for_each(|i| {
+                    b.append_option(value(i).and_then(|s| parse::parse_int_in(s, self.numbers).ok().flatten()))
+                });
                 Arc::new(b.finish())
             }
             Kind::Bool => {
@@ -282,6 +287,8 @@ pub struct UdfContext {
     pub timezone: String,
     /// Day order of numeric dates.
     pub date_order: DateOrder,
+    /// How numbers are written.
+    pub numbers: NumberFormat,
     /// Tool name (source_system).
     pub system: String,
     /// Connection name (source_connection).
@@ -301,6 +308,7 @@ pub fn all(ctx: &UdfContext) -> Vec<ScalarUDF> {
             signature: Signature::variadic_any(Volatility::Immutable),
             tz: ctx.timezone.clone(),
             order,
+            numbers: ctx.numbers,
         })
     };
     vec![
@@ -357,6 +365,7 @@ mod tests {
         let udfs = UdfContext {
             timezone: "America/New_York".into(),
             date_order: DateOrder::Mdy,
+            numbers: NumberFormat::default(),
             system: "salesforce".into(),
             connection: "sf".into(),
             home_currency: Some("CAD".into()),
