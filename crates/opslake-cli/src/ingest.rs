@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::ProgressBar;
 use opslake_config::{KEY_ENV, PersonalKey, Privacy, StorageLocation};
+use opslake_ingest::stream::ShrinkGuard;
 use opslake_ingest::{Event, IngestOptions, IngestReport, Input, ingest};
 use opslake_lake::Lake;
 use opslake_schema::{Contract, ErrorClass};
@@ -37,6 +38,10 @@ pub struct IngestArgs {
     /// them (history tables restart from the files at hand).
     #[arg(long)]
     full_refresh: bool,
+    /// Load re-exports that lost more of their rows than max_shrink_ratio allows (or all of
+    /// them); the rows they no longer carry are flagged deleted.
+    #[arg(long)]
+    allow_shrink: bool,
     /// Seconds the lake's lock lasts without renewal; a run that dies on another host blocks
     /// the lake at most this long (on this host a dead run's lock is taken over at once).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
@@ -80,6 +85,7 @@ impl IngestPlan {
         contract: &Contract,
         inputs: &Inputs<'_>,
         full_refresh: bool,
+        allow_shrink: bool,
         lock_ttl: Duration,
     ) -> Result<Self, CliError> {
         let (registry, problems) =
@@ -113,7 +119,8 @@ impl IngestPlan {
             CliError::user(format!("invalid personal_data policy:\n{text}"))
         })?;
         let key = if privacy.hashes() { personal_key(project)? } else { None };
-        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy), key };
+        let shrink = ShrinkGuard { allow: allow_shrink, max_ratio: project.config.max_shrink_ratio.value };
+        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy), key, shrink };
         Ok(Self { registry, inputs, options, max_reject_ratio: project.config.max_reject_ratio.value })
     }
 
@@ -145,7 +152,7 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
     let contract = Contract::embedded().map_err(CliError::from_schema)?;
     let project = args.project.open()?;
     let ttl = Duration::from_secs(args.lock_ttl);
-    let plan = IngestPlan::prepare(&project, &contract, &inputs, args.full_refresh, ttl)?;
+    let plan = IngestPlan::prepare(&project, &contract, &inputs, args.full_refresh, args.allow_shrink, ttl)?;
     let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
     let tools = plan.registry.tools();

@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Do not publish the snapshot configured under `publish:`.
     #[arg(long)]
     no_publish: bool,
+    /// Load re-exports that lost more of their rows than max_shrink_ratio allows (or all of
+    /// them); the rows they no longer carry are flagged deleted.
+    #[arg(long)]
+    allow_shrink: bool,
     /// Also write the ingest's per-file summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
@@ -45,7 +49,8 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
     // model fails the run before it writes anything.
     let open = open_lake(&common.project, &common.lake)?;
     let inputs = Inputs { paths: &[], tool: None, connection: "default" };
-    let ingest = IngestPlan::prepare(&open.project, &open.contract, &inputs, args.flags.full_refresh, ttl)?;
+    let ingest =
+        IngestPlan::prepare(&open.project, &open.contract, &inputs, args.flags.full_refresh, args.allow_shrink, ttl)?;
     let steps = Steps { models: true, tests: true, full_refresh: args.flags.full_refresh, threads: args.flags.threads };
     let models = ModelPlan::prepare(&open, common, steps, args.flags.fail_fast)?;
     let publish = match open.project.publish_location() {

@@ -33,6 +33,11 @@ pub struct ProjectConfig {
     /// Share of rows that may be rejected before a run fails, 0 to 1. Default 0.01.
     #[serde(default = "default_max_reject_ratio")]
     pub max_reject_ratio: Spanned<f64>,
+    /// The share of its rows a re-export of a file loaded before may lose (rows that would be
+    /// flagged deleted) before it is refused as a likely truncated download. Default 0.1;
+    /// `--allow-shrink` loads such a file anyway.
+    #[serde(default = "default_max_shrink_ratio")]
+    pub max_shrink_ratio: Spanned<f64>,
     /// The exports to read, one entry per connected tool account.
     #[serde(default)]
     pub connections: Vec<Connection>,
@@ -250,6 +255,11 @@ fn default_fiscal_month() -> Spanned<u32> {
 fn default_max_reject_ratio() -> Spanned<f64> {
     spanned(0.01)
 }
+/// The default of `max_shrink_ratio`.
+pub const DEFAULT_MAX_SHRINK_RATIO: f64 = 0.1;
+fn default_max_shrink_ratio() -> Spanned<f64> {
+    spanned(DEFAULT_MAX_SHRINK_RATIO)
+}
 fn default_listen() -> Spanned<String> {
     spanned("127.0.0.1:5433".to_string())
 }
@@ -274,6 +284,7 @@ impl Default for ProjectConfig {
             reporting_timezone: default_timezone(),
             fiscal_year_start_month: default_fiscal_month(),
             max_reject_ratio: default_max_reject_ratio(),
+            max_shrink_ratio: default_max_shrink_ratio(),
             connections: Vec::new(),
             personal_data: crate::privacy::PersonalData::default(),
             publish: None,
@@ -320,13 +331,12 @@ impl ProjectConfig {
         if !(1..=12).contains(&month.value) {
             problems.push(Problem::at(file, month, format!("fiscal_year_start_month {} must be 1 to 12", month.value)));
         }
-        let ratio = &self.max_reject_ratio;
-        if !(0.0..=1.0).contains(&ratio.value) {
-            problems.push(Problem::at(
-                file,
-                ratio,
-                format!("max_reject_ratio {} must be between 0 and 1", ratio.value),
-            ));
+        for (name, ratio) in
+            [("max_reject_ratio", &self.max_reject_ratio), ("max_shrink_ratio", &self.max_shrink_ratio)]
+        {
+            if !(0.0..=1.0).contains(&ratio.value) {
+                problems.push(Problem::at(file, ratio, format!("{name} {} must be between 0 and 1", ratio.value)));
+            }
         }
         if let Some(publish) = &self.publish
             && let Err(msg) = StorageLocation::parse(&publish.out.value)

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use opslake_lake::runs::Run;
-use opslake_lake::write::{CommitPlan, StagedTable, commit_table, delete_file_rows, truncate_table};
+use opslake_lake::write::{CommitPlan, StagedTable, commit_table, flag_file_rows, truncate_table};
 use opslake_lake::{REJECTS, table_path};
-use opslake_schema::{Table, WriteMode};
+use opslake_schema::Table;
 
 use crate::stream::Read;
 use crate::{Event, Progress, Result, TableCommit, internal};
@@ -23,7 +23,9 @@ pub async fn commit_all(
 ) -> Result<Vec<TableCommit>> {
     let (lake, contract) = (run.lake(), run.contract());
     let staging = &read.staging;
-    let plan = CommitPlan { full_refresh, files: &read.staged_files, reloaded: &read.reloaded };
+    let (run_id, started_at) = (run.context().run_id.clone(), run.context().started_at);
+    let plan =
+        CommitPlan { full_refresh, files: &read.staged_files, reloaded: &read.reloaded, run_id: &run_id, started_at };
     let mut commits = Vec::new();
     let staged: Vec<String> = staging.tables().map(str::to_string).collect();
     // A crash in between leaves rejects to be rewritten by the rerun, never rejects without
@@ -43,8 +45,8 @@ pub async fn commit_all(
         commits.push(TableCommit::from(commit_table(lake, table, staged, plan).await?));
     }
     if !full_refresh && !read.staged_files.is_empty() {
-        // Tables a file fed before but not now: an append table (and `_rejects`) loses that
-        // file's old rows; a merge table loses the rows of a reloaded file.
+        // Tables a file fed before but not now: `_rejects` loses the file's old readings; a
+        // canonical table keeps a reloaded file's rows, flagged deleted.
         let touched: BTreeSet<&str> =
             read.files.iter().filter(|f| f.error.is_none()).flat_map(|f| f.tables.iter().map(String::as_str)).collect();
         let mut candidates: Vec<&Table> =
@@ -52,15 +54,15 @@ pub async fn commit_all(
         candidates.push(rejects);
         for table in candidates {
             let path = table_path(&table.id);
-            let files = match table.write_mode {
+            let files = match () {
                 _ if staged.contains(&path) => continue,
-                WriteMode::Append => &read.staged_files,
-                WriteMode::Merge if !read.reloaded.is_empty() => &read.reloaded,
-                WriteMode::Merge | WriteMode::History => continue,
+                _ if path == REJECTS => &read.staged_files,
+                _ if !read.reloaded.is_empty() => &read.reloaded,
+                _ => continue,
             };
             run.lock().renew_if_due().await?;
             progress(Event::Committing(&path));
-            if let Some(c) = delete_file_rows(lake, table, files).await? {
+            if let Some(c) = flag_file_rows(lake, table, CommitPlan { reloaded: files, ..plan }).await? {
                 commits.push(TableCommit::from(c));
             }
         }

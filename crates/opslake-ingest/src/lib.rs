@@ -37,8 +37,18 @@ use serde::Serialize;
 pub struct Input {
     /// A local file.
     pub path: PathBuf,
+    /// Its name in the lake, the manifest's key and its rows' `_source_file`: the same from
+    /// whichever directory opslake runs (see [`plan::canonical_name`]).
+    pub name: String,
     /// Its connection: name, tool and the settings its files are read with.
     pub connection: Connection,
+}
+
+impl Input {
+    /// `path`, named as given.
+    pub fn new(path: PathBuf, connection: Connection) -> Self {
+        Self { name: path.display().to_string(), path, connection }
+    }
 }
 
 /// How a run treats the lake.
@@ -53,11 +63,19 @@ pub struct IngestOptions {
     /// The key of the policy's hashes, from outside the lake; needed when the policy hashes,
     /// unless the lake still has an older opslake's salt.
     pub key: Option<opslake_config::PersonalKey>,
+    /// When a re-export with fewer rows than its last load is refused.
+    pub shrink: stream::ShrinkGuard,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { full_refresh: false, lock_ttl: opslake_lake::lock::DEFAULT_TTL, privacy: None, key: None }
+        Self {
+            full_refresh: false,
+            lock_ttl: opslake_lake::lock::DEFAULT_TTL,
+            privacy: None,
+            key: None,
+            shrink: stream::ShrinkGuard { allow: false, max_ratio: opslake_config::config::DEFAULT_MAX_SHRINK_RATIO },
+        }
     }
 }
 
@@ -201,7 +219,7 @@ pub async fn ingest_held(
         }
         _ => None,
     };
-    let read = stream::read_all(run, tools, &plan, &rejects, redactor, progress).await?;
+    let read = stream::read_all(run, tools, &plan, &rejects, redactor, options.shrink, progress).await?;
     for f in read.files.iter().filter(|f| f.error.is_none()) {
         if f.rows_read != f.rows_written + f.rows_rejected {
             return Err(internal(format!(

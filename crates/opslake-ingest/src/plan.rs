@@ -33,7 +33,7 @@ pub fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
             }
         };
         let connection = connection_of(config, c);
-        inputs.extend(expand(&path)?.into_iter().map(|path| Input { path, connection: connection.clone() }));
+        inputs.extend(expand(&path)?.into_iter().map(|path| named(&project.dir, path, &connection)));
     }
     Ok(inputs)
 }
@@ -71,9 +71,46 @@ pub fn path_inputs(project: &Project, paths: &[PathBuf], tool: Option<&str>, con
     };
     let mut inputs = Vec::new();
     for p in paths {
-        inputs.extend(expand(p)?.into_iter().map(|path| Input { path, connection: connection.clone() }));
+        inputs.extend(expand(p)?.into_iter().map(|path| named(&project.dir, path, &connection)));
     }
     Ok(inputs)
+}
+
+fn named(project_dir: &Path, path: PathBuf, connection: &Connection) -> Input {
+    Input { name: canonical_name(project_dir, &path), path, connection: connection.clone() }
+}
+
+/// A file's name in the lake: its canonical path relative to the project's directory when it
+/// lies inside it, else its canonical absolute path, with `/` between components. Run from
+/// another directory, or given as `./x` or `../p/x`, a file keeps its name, so the manifest
+/// knows it and a re-export replaces its own rows; a project moved whole keeps its names too.
+pub fn canonical_name(project_dir: &Path, path: &Path) -> String {
+    let file = resolved(path);
+    let relative = file.strip_prefix(resolved(project_dir)).ok().map(Path::to_path_buf);
+    match relative {
+        Some(r) => r.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+        None => file.display().to_string(),
+    }
+}
+
+/// The real path where it exists; otherwise absolute with `.` and `..` folded, so a file that
+/// is gone still gets the same name whichever way it was spelled.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn input(message: impl Into<String>) -> Error {
@@ -124,12 +161,24 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub struct Planned<'a> {
     /// The input.
     pub input: &'a Input,
+    /// What the manifest had of it: the rows its last load wrote, and the name it was loaded
+    /// under when that is not its name now (an older opslake named files as given).
+    pub previous: Option<Previous>,
     /// Its size and time now.
     pub fingerprint: Fingerprint,
     /// Its content hash, when the comparison needed it.
     pub sha256: Option<String>,
     /// New or changed.
     pub decision: Decision,
+}
+
+/// A file as loaded before.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    /// Rows its last load wrote.
+    pub rows_written: i64,
+    /// Its name then, when not the same as now.
+    pub name: Option<String>,
 }
 
 /// A run's inputs sorted by the manifest.
@@ -155,16 +204,22 @@ pub async fn against_manifest<'a>(
     let mut plan = Plan { read: Vec::with_capacity(inputs.len()), skipped: Vec::new(), unchanged: Vec::new() };
     tokio::task::block_in_place(|| -> Result<()> {
         for input in inputs {
-            let path = input.path.display().to_string();
+            let legacy = input.path.display().to_string();
+            let (loaded, old_name) = match manifest.get(&input.name) {
+                Some(l) => (Some(l), None),
+                None => (manifest.get(&legacy), Some(legacy).filter(|l| *l != input.name)),
+            };
+            let previous = loaded.map(|l| Previous { rows_written: l.rows_written, name: old_name.clone() });
             let fingerprint = Fingerprint::of_local(&input.path)?;
-            let (decision, sha256) = manifest.decide(&path, &fingerprint, || sha256_of(&input.path))?;
+            let (decision, sha256) = Manifest::decide(loaded, &fingerprint, || sha256_of(&input.path))?;
             match decision {
                 Decision::Unchanged | Decision::SameContent => {
-                    progress(Event::Skipped(&path));
+                    progress(Event::Skipped(&input.name));
+                    // Under the name its rows carry, which a reload of it must replace.
                     if decision == Decision::SameContent {
                         plan.unchanged.push(RunFileRow {
                             run_id: run.run_id.clone(),
-                            path: path.clone(),
+                            path: old_name.clone().unwrap_or_else(|| input.name.clone()),
                             connection: input.connection.name.clone(),
                             status: "UNCHANGED".into(),
                             size_bytes: fingerprint.size as i64,
@@ -175,9 +230,11 @@ pub async fn against_manifest<'a>(
                             ..RunFileRow::default()
                         });
                     }
-                    plan.skipped.push(path);
+                    plan.skipped.push(input.name.clone());
                 }
-                Decision::New | Decision::Changed => plan.read.push(Planned { input, fingerprint, sha256, decision }),
+                Decision::New | Decision::Changed => {
+                    plan.read.push(Planned { input, previous, fingerprint, sha256, decision })
+                }
             }
         }
         Ok(())

@@ -12,11 +12,11 @@ use opslake_lake::stage::{FinishedPart, PartWriter, Staging};
 use opslake_lake::table_path;
 use opslake_schema::{Table, WriteMode};
 use opslake_tools::Tool;
-use opslake_tools::input::visit_inputs;
+use opslake_tools::input::visit_inputs_as;
 use opslake_tools::privacy::Redactor;
 use opslake_tools::stream::{Sink, StreamContext, read_stream};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, Planned};
 use crate::{Error, Event, FileSummary, Progress, Result};
 
 /// What the files of a run left in staging.
@@ -35,6 +35,15 @@ pub struct Read {
     pub reloaded: Vec<String>,
 }
 
+/// When a re-export that wrote fewer rows than its last load is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct ShrinkGuard {
+    /// Load such files anyway (`--allow-shrink`).
+    pub allow: bool,
+    /// The share of its rows a re-export may lose before it is refused (`max_shrink_ratio`).
+    pub max_ratio: f64,
+}
+
 /// Reads every file the plan says to, one after another, renewing the run's lock between them.
 pub async fn read_all(
     run: &mut Run<'_>,
@@ -42,6 +51,7 @@ pub async fn read_all(
     plan: &Plan<'_>,
     rejects: &Arc<Table>,
     redactor: Option<Arc<Redactor>>,
+    guard: ShrinkGuard,
     progress: &mut Progress<'_>,
 ) -> Result<Read> {
     let mut read = Read {
@@ -58,7 +68,7 @@ pub async fn read_all(
         run.lock().renew_if_due().await?;
         let input = planned.input;
         let connection = &input.connection;
-        let display = input.path.display().to_string();
+        let display = input.name.clone();
         progress(Event::FileStarted { index, total: plan.read.len(), path: &display });
         let sha256 = match &planned.sha256 {
             Some(s) => s.clone(),
@@ -73,8 +83,11 @@ pub async fn read_all(
             workers,
         };
         let mut streams = Vec::new();
+        // Kept only once the whole file is read and passes the shrink guard.
+        let mut parts = Vec::new();
+        let mut tables = Vec::new();
         let visited = tokio::task::block_in_place(|| {
-            visit_inputs(&input.path, &mut |opened| {
+            visit_inputs_as(&input.path, &display, &mut |opened| {
                 let name = opened.name.clone();
                 part += 1;
                 let staging = &read.staging;
@@ -83,30 +96,38 @@ pub async fn read_all(
                 let outcome = read_stream(opened, tools, connection, &context, &open_sink, &mut rows)
                     .and_then(|(summary, sinks)| Ok((summary, finish(sinks)?)));
                 let summary = match outcome {
-                    Ok((summary, (parts, tables))) => {
-                        parts.into_iter().for_each(|p| read.staging.keep(p));
-                        for (path, table) in tables {
-                            read.tables.entry(path).or_insert(table);
-                        }
+                    Ok((summary, (p, t))) => {
+                        parts.extend(p);
+                        tables.extend(t);
                         summary
                     }
                     Err(e) => FileSummary::failed(name, &connection.name, &e),
                 };
-                progress(Event::FileDone(&summary));
                 streams.push(summary);
                 Ok(())
             })
         });
         if let Err(e) = visited {
-            let summary = FileSummary::failed(display.clone(), &connection.name, &e);
-            progress(Event::FileDone(&summary));
-            streams.push(summary);
+            streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
         }
+        let written: u64 = streams.iter().map(|s| s.rows_written).sum();
+        if let Some(refusal) = shrunk(planned, &streams, &tables, written, guard) {
+            parts.into_iter().for_each(FinishedPart::discard);
+            streams = vec![FileSummary::failed(display.clone(), &connection.name, &refusal)];
+        } else {
+            parts.into_iter().for_each(|p| read.staging.keep(p));
+            for (path, table) in tables {
+                read.tables.entry(path).or_insert(table);
+            }
+        }
+        streams.iter().for_each(|s| progress(Event::FileDone(s)));
         let error = streams.iter().find_map(|s| s.error.clone());
-        let ok_streams = streams.iter().filter(|s| s.error.is_none());
-        read.staged_files.extend(ok_streams.clone().map(|s| s.path.clone()));
+        let ok_streams: Vec<String> = streams.iter().filter(|s| s.error.is_none()).map(|s| s.path.clone()).collect();
+        // Rows an older opslake wrote under the name the file was given then are its rows too.
+        let old_name = planned.previous.as_ref().and_then(|p| p.name.clone()).filter(|_| !ok_streams.is_empty());
+        read.staged_files.extend(ok_streams.iter().cloned().chain(old_name.clone()));
         if planned.decision == Decision::Changed {
-            read.reloaded.extend(ok_streams.clone().map(|s| s.path.clone()));
+            read.reloaded.extend(ok_streams.iter().cloned().chain(old_name));
         }
         read.file_rows.push(RunFileRow {
             run_id: run.context().run_id.clone(),
@@ -128,6 +149,49 @@ pub async fn read_all(
         read.files.extend(streams);
     }
     Ok(read)
+}
+
+/// Why a re-export must not load: it feeds a merge or history table (or now feeds nothing) and
+/// wrote more than the guard's share fewer rows than its last load, or none. The rows it no
+/// longer carries would be flagged deleted, and a download cut short looks just like that.
+fn shrunk(
+    planned: &Planned<'_>,
+    streams: &[FileSummary],
+    tables: &[TableAt],
+    written: u64,
+    guard: ShrinkGuard,
+) -> Option<String> {
+    let before = planned.previous.as_ref()?.rows_written.max(0) as u64;
+    if guard.allow || planned.decision != Decision::Changed || before == 0 || streams.iter().any(|s| s.error.is_some())
+    {
+        return None;
+    }
+    let keyed: Vec<String> = tables
+        .iter()
+        .filter(|(_, t)| t.write_mode != WriteMode::Append)
+        .map(|(_, t)| t.id.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let lost = before.saturating_sub(written);
+    let hint = "check the file (a download cut short?) or pass --allow-shrink to load it";
+    if written == 0 {
+        return Some(format!(
+            "this export has no rows where its last load wrote {before}; an empty or header-only re-export would \
+             flag them all deleted: {hint}"
+        ));
+    }
+    let share = lost as f64 / before as f64;
+    if keyed.is_empty() || share <= guard.max_ratio {
+        return None;
+    }
+    Some(format!(
+        "this export wrote {written} rows where its last load wrote {before} ({:.0}% fewer, more than \
+         max_shrink_ratio {:.0}%); the {lost} rows it no longer carries would be flagged deleted in {}: {hint}",
+        share * 100.0,
+        guard.max_ratio * 100.0,
+        keyed.join(", ")
+    ))
 }
 
 /// Closes a stream's parts, and names the tables they feed. A part that cannot be closed

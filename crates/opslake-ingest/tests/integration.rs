@@ -40,7 +40,7 @@ async fn run_with(lake_dir: &Path, inputs: &[Input], project: Option<&Path>, opt
 fn input(path: PathBuf, tool: Option<&str>) -> Input {
     let connection =
         Connection { tool: tool.map(str::to_string), currency: Some("USD".into()), ..Connection::named("test") };
-    Input { path, connection }
+    Input::new(path, connection)
 }
 
 async fn query(lake_dir: &Path, sql: &str) -> Vec<RecordBatch> {
@@ -874,7 +874,7 @@ mod inputs {
     fn acme(dir: &Path, name: &str, bytes: &[u8], connection: Connection) -> Input {
         let path = dir.join(name);
         std::fs::write(&path, bytes).expect("write");
-        Input { path, connection: Connection { tool: Some("acme_crm".into()), ..connection } }
+        Input::new(path, Connection { tool: Some("acme_crm".into()), ..connection })
     }
 
     fn user_project() -> PathBuf {
@@ -1097,7 +1097,16 @@ mod reruns {
         let report = run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
         assert_eq!(report.files.len(), 1);
         let after = opslake_testkit::sorted_csv(&query(&lake, people).await, &[], &|_, v| v);
-        assert_eq!(after, "source_id,lifecycle_stage\n1,CUSTOMER\n2,LEAD\n9,LEAD\n", "before:\n{before}");
+        assert_eq!(after, "source_id,lifecycle_stage\n1,CUSTOMER\n2,LEAD\n3,LEAD\n9,LEAD\n", "before:\n{before}");
+        // Row 3 is kept, flagged deleted by this run at its start; the others are not flagged.
+        let flags = "SELECT source_id, is_deleted, deleted_at IS NOT NULL AS dated, _run_id = '{run}' AS by_this_run, \
+                     deleted_at = _ingested_at AS at_its_start FROM crm.people ORDER BY source_id";
+        let flags = flags.replace("{run}", &report.run_id);
+        assert_eq!(
+            opslake_testkit::sorted_csv(&query(&lake, &flags).await, &[], &|_, v| v),
+            "source_id,is_deleted,dated,by_this_run,at_its_start\n1,false,false,true,\n2,false,false,true,\n\
+             3,true,true,true,true\n9,false,false,true,\n"
+        );
         let rejected_after = opslake_testkit::sorted_csv(&query(&lake, rejects).await, &[], &|_, v| v);
         assert_ne!(rejected_before, rejected_after);
         assert_eq!(rejected_after, "count(*)\n0\n");
@@ -1138,7 +1147,7 @@ mod reruns {
         std::fs::write(&file, format!("{header}{rows}")).expect("write");
         run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
         // The file changed: its rows are written again by delta-rs, with the same settings, and
-        // row 2, gone from the export, goes from the table.
+        // row 2, gone from the export, stays flagged deleted.
         let rows = "1,Ada,Lovelace,ada@example.com,customer,teal\n3,Grace,Hopper,grace@example.com,lead,ochre\n";
         std::fs::write(&file, format!("{header}{rows}")).expect("write");
         run_ingest(&lake, &[input(file.clone(), Some("hubspot"))], None).await;
@@ -1157,9 +1166,12 @@ mod reruns {
         assert!(of("custom_fields.key_value.value").iter().all(|&s| s == (false, false)));
         assert!(of("custom_fields.key_value.key").iter().all(|&s| s == (false, true)));
         assert!(of("lifecycle_stage").iter().all(|&s| s == (true, true)));
-        let rows = "SELECT source_id, lifecycle_stage, custom_fields['Favourite Colour'] AS colour FROM crm.people";
+        let rows = "SELECT source_id, lifecycle_stage, custom_fields['Favourite Colour'] AS colour, is_deleted FROM crm.people";
         let after = opslake_testkit::sorted_csv(&query(&lake, rows).await, &[], &|_, v| v);
-        assert_eq!(after, "source_id,lifecycle_stage,colour\n1,CUSTOMER,teal\n3,LEAD,ochre\n");
+        assert_eq!(
+            after,
+            "source_id,lifecycle_stage,colour,is_deleted\n1,CUSTOMER,teal,false\n2,LEAD,plum,true\n3,LEAD,ochre,false\n"
+        );
     }
 
     const OPPORTUNITY: &str = "\"Id\",\"IsDeleted\",\"AccountId\",\"Name\",\"StageName\",\"IsClosed\",\"IsWon\",\"ForecastCategoryName\",\"Amount\",\"CloseDate\",\"CurrencyIsoCode\",\"CreatedDate\",\"SystemModstamp\"\n";
@@ -1808,5 +1820,206 @@ mod older_lake {
             text,
             "source_id,customer_email,refunded\nch_1,,0.000000\nch_2,b@example.com,20.000000\nch_3,c@example.com,0.000000\n"
         );
+    }
+}
+
+/// Re-exports: the manifest compares bytes and names files the same from anywhere; rows a
+/// re-export no longer carries are kept and flagged in every write mode; a re-export that lost
+/// too many rows is refused unless allowed.
+mod reexports {
+    use super::*;
+    use opslake_ingest::stream::ShrinkGuard;
+
+    const ACCOUNT: &str = "\"Id\",\"IsDeleted\",\"MasterRecordId\",\"Name\",\"Type\",\"ParentId\",\"BillingStreet\",\"BillingCity\",\"BillingState\",\"BillingPostalCode\",\"BillingCountry\",\"Phone\",\"AccountNumber\",\"Website\",\"Industry\",\"AnnualRevenue\",\"NumberOfEmployees\",\"Description\",\"CurrencyIsoCode\",\"OwnerId\",\"CreatedDate\",\"CreatedById\",\"LastModifiedDate\",\"LastModifiedById\",\"SystemModstamp\"\n";
+
+    /// A Salesforce Account export of accounts `1..=n`.
+    fn accounts(path: &Path, n: usize) {
+        let mut text = ACCOUNT.to_string();
+        for i in 1..=n {
+            text.push_str(&format!(
+                "\"001{i:015}\",\"0\",\"\",\"Account {i}\",\"Customer\",\"\",\"\",\"Lima\",\"\",\"\",\"Peru\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"USD\",\"005A\",\"2024-01-01 09:00:00\",\"005A\",\"2024-01-02 09:00:00\",\"005A\",\"2024-01-02 09:00:00\"\n"
+            ));
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn allowing() -> IngestOptions {
+        IngestOptions { shrink: ShrinkGuard { allow: true, max_ratio: 0.1 }, ..options() }
+    }
+
+    async fn deleted(lake: &Path, table: &str) -> (i64, i64) {
+        let sql = format!("SELECT count(*) AS n, CAST(sum(CAST(is_deleted AS INT)) AS BIGINT) AS d FROM {table}");
+        let b = &query(lake, &sql).await[0];
+        let col = |i: usize| b.column(i).as_any().downcast_ref::<arrow::array::Int64Array>().expect("i64").value(0);
+        (col(0), col(1))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_truncated_re_download_is_refused_and_flags_nothing_until_allowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (file, lake) = (dir.path().join("Account.csv"), dir.path().join("lake"));
+        accounts(&file, 300);
+        let first = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        assert_eq!(first.files[0].rows_written, 300, "{:?}", first.files);
+        // Re-downloaded, cut short after ten accounts.
+        accounts(&file, 10);
+        for _ in 0..2 {
+            let refused = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+            let error = refused.files[0].error.clone().expect("refused");
+            assert!(
+                error.contains("wrote 10 rows where its last load wrote 300")
+                    && error.contains("crm.organizations")
+                    && error.contains("--allow-shrink"),
+                "{error}"
+            );
+            // Not recorded as loaded: the next run refuses it again rather than skipping it.
+            assert_eq!(deleted(&lake, "crm.organizations").await, (300, 0));
+        }
+        let allowed = run_with(&lake, &[input(file.clone(), Some("salesforce"))], None, &allowing()).await;
+        assert!(allowed.failed().next().is_none(), "{:?}", allowed.files);
+        assert_eq!(deleted(&lake, "crm.organizations").await, (300, 290));
+        // Within the share: 10 to 9 is 10% fewer, and loads.
+        accounts(&file, 9);
+        let within = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        assert!(within.failed().next().is_none(), "{:?}", within.files);
+        assert_eq!(deleted(&lake, "crm.organizations").await, (300, 291));
+        // A header-only re-export is refused whatever the share; allowed, it flags every row.
+        accounts(&file, 0);
+        let empty = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        assert!(empty.files[0].error.as_deref().is_some_and(|e| e.contains("no rows")), "{:?}", empty.files);
+        run_with(&lake, &[input(file.clone(), Some("salesforce"))], None, &allowing()).await;
+        assert_eq!(deleted(&lake, "crm.organizations").await, (300, 300));
+        // A flag keeps the time of the run that first noticed.
+        let dated = "SELECT count(DISTINCT deleted_at) FROM crm.organizations";
+        assert_eq!(
+            opslake_testkit::sorted_csv(&query(&lake, dated).await, &[], &|_, v| v),
+            "count(DISTINCT crm.organizations.deleted_at)\n3\n"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_rewrite_with_the_same_size_and_time_is_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (file, lake) = (dir.path().join("Account.csv"), dir.path().join("lake"));
+        accounts(&file, 3);
+        let stamp = std::fs::metadata(&file).expect("meta").modified().expect("mtime");
+        run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        let text = std::fs::read_to_string(&file).expect("read").replace("Account 2\"", "Acount 22\"");
+        std::fs::write(&file, text).expect("rewrite");
+        std::fs::File::options().write(true).open(&file).expect("open").set_modified(stamp).expect("touch");
+        let second = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        assert_eq!((second.files.len(), second.skipped.len()), (1, 0), "{:?}", second.skipped);
+        let names = "SELECT name FROM crm.organizations ORDER BY name";
+        assert_eq!(
+            opslake_testkit::sorted_csv(&query(&lake, names).await, &[], &|_, v| v),
+            "name\nAccount 1\nAccount 3\nAcount 22\n"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_has_one_name_from_any_directory_and_an_older_name_still_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("exports/sf")).expect("mkdir");
+        let file = project.join("exports/sf/Account.csv");
+        accounts(&file, 2);
+        let lake = dir.path().join("lake");
+        let name = |spelled: PathBuf| opslake_ingest::plan::canonical_name(&project, &spelled);
+        let a = name(project.join("exports/./sf/Account.csv"));
+        let b = name(project.join("exports/sf/../sf/Account.csv"));
+        assert_eq!((a.as_str(), b.as_str()), ("exports/sf/Account.csv", "exports/sf/Account.csv"));
+        let outside = name(dir.path().join("lake/../project/../elsewhere.csv"));
+        assert!(Path::new(&outside).is_absolute() && !outside.contains(".."), "{outside}");
+        // An older opslake named the file as it was given.
+        let legacy = input(project.join("exports/./sf/Account.csv"), Some("salesforce"));
+        run_ingest(&lake, std::slice::from_ref(&legacy), None).await;
+        let now = Input { name: a.clone(), ..legacy.clone() };
+        let second = run_ingest(&lake, std::slice::from_ref(&now), None).await;
+        assert_eq!(second.skipped, std::slice::from_ref(&a), "found under its older name");
+        // Changed, it replaces the rows it gave under that name: one row flagged, none doubled.
+        accounts(&file, 3);
+        let mut text = std::fs::read_to_string(&file).expect("read");
+        text = text.replacen(&format!("\"001{:015}\"", 1), "\"001XXXXXXXXXXXXXXX\"", 1);
+        std::fs::write(&file, text).expect("write");
+        let third = run_ingest(&lake, std::slice::from_ref(&now), None).await;
+        assert!(third.failed().next().is_none(), "{:?}", third.files);
+        let files = "SELECT _source_file, is_deleted, count(*) AS n FROM crm.organizations GROUP BY 1, 2";
+        assert_eq!(
+            opslake_testkit::sorted_csv(&query(&lake, files).await, &[], &|_, v| v),
+            format!("_source_file,is_deleted,n\n{legacy_name},true,1\n{a},false,3\n", legacy_name = legacy.name)
+        );
+        let fourth = run_ingest(&lake, std::slice::from_ref(&now), None).await;
+        assert_eq!(fourth.skipped, [a], "recorded under its name now");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reloaded_history_file_ends_and_flags_the_versions_it_no_longer_carries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let file = dir.path().join("Opportunity.csv");
+        let header = "\"Id\",\"IsDeleted\",\"AccountId\",\"Name\",\"StageName\",\"IsClosed\",\"IsWon\",\"ForecastCategoryName\",\"Amount\",\"CloseDate\",\"CurrencyIsoCode\",\"CreatedDate\",\"SystemModstamp\"\n";
+        let row = |id: &str| {
+            format!(
+                "\"{id}\",\"0\",\"001A\",\"Deal {id}\",\"Prospecting\",\"0\",\"0\",\"Pipeline\",\"100\",\"2024-06-30\",\"USD\",\"2024-01-01 09:00:00\",\"2024-01-01 09:00:00\"\n"
+            )
+        };
+        std::fs::write(&file, format!("{header}{}{}", row("006A"), row("006B"))).expect("write");
+        run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        std::fs::write(&file, format!("{header}{}", row("006A"))).expect("write");
+        let refused = run_ingest(&lake, &[input(file.clone(), Some("salesforce"))], None).await;
+        assert!(
+            refused.files[0].error.as_deref().is_some_and(|e| e.contains("crm.opportunities")),
+            "{:?}",
+            refused.files
+        );
+        let second = run_with(&lake, &[input(file.clone(), Some("salesforce"))], None, &allowing()).await;
+        assert!(second.failed().next().is_none(), "{:?}", second.files);
+        let sql = "SELECT source_id, is_deleted, valid_from, valid_to IS NULL AS open, is_current, \
+                   valid_to = deleted_at AS ended_at_deletion FROM crm.opportunities ORDER BY source_id, valid_from";
+        let got = opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v);
+        let started = "SELECT CAST(max(deleted_at) AS VARCHAR) FROM crm.opportunities";
+        let at = opslake_testkit::sorted_csv(&query(&lake, started).await, &[], &|_, v| v);
+        let at = at.lines().nth(1).expect("a deletion time").replace(' ', "T");
+        assert_eq!(
+            got,
+            format!(
+                "source_id,is_deleted,valid_from,open,is_current,ended_at_deletion\n\
+                 006A,false,2024-01-01T09:00:00Z,true,true,\n\
+                 006B,false,2024-01-01T09:00:00Z,false,false,\n\
+                 006B,true,{at},true,true,\n"
+            )
+        );
+        // Reloaded again as it is, nothing changes: the deleted version is not flagged twice.
+        let third = run_with(
+            &lake,
+            &[input(file.clone(), Some("salesforce"))],
+            None,
+            &IngestOptions { full_refresh: false, ..allowing() },
+        )
+        .await;
+        assert!(third.files.is_empty(), "unchanged: skipped");
+        assert_eq!(opslake_testkit::sorted_csv(&query(&lake, sql).await, &[], &|_, v| v), got);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_append_file_reloaded_keeps_the_events_it_no_longer_carries_flagged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let file = dir.path().join("campaign_recipient_activity.csv");
+        let sample = opslake_testkit::repo_root()
+            .join("tests/golden/mailchimp/fivetran_campaign_recipient_activity/opens_clicks_and_bounces/input/campaign_recipient_activity.csv");
+        let text = std::fs::read_to_string(sample).expect("sample");
+        std::fs::write(&file, &text).expect("write");
+        run_ingest(&lake, &[input(file.clone(), Some("mailchimp"))], None).await;
+        let (before, none) = deleted(&lake, "marketing.email_activity").await;
+        assert!(before >= 3 && none == 0, "{before} {none}");
+        // The re-export lost its bounce: an append table has no shrink guard, but keeps the row.
+        let without: String = text.lines().filter(|l| !l.starts_with("bounce,")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, without).expect("write");
+        let second = run_ingest(&lake, &[input(file.clone(), Some("mailchimp"))], None).await;
+        assert!(second.failed().next().is_none(), "{:?}", second.files);
+        assert_eq!(deleted(&lake, "marketing.email_activity").await, (before, 1));
+        let bounce = "SELECT event_type FROM marketing.email_activity WHERE is_deleted";
+        assert_eq!(opslake_testkit::sorted_csv(&query(&lake, bounce).await, &[], &|_, v| v), "event_type\nBOUNCE\n");
     }
 }

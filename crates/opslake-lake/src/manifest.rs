@@ -64,6 +64,9 @@ pub struct Loaded {
     pub fingerprint: Fingerprint,
     /// Content hash when recorded.
     pub sha256: String,
+    /// Rows the file wrote when it was last loaded (not merely found unchanged): what a
+    /// re-export is compared with before it may flag rows deleted.
+    pub rows_written: i64,
 }
 
 /// What to do with a file.
@@ -71,10 +74,10 @@ pub struct Loaded {
 pub enum Decision {
     /// Never loaded: load it.
     New,
-    /// Loaded and not modified since (same size and time): skip without reading.
+    /// Loaded, and its bytes (or its object's ETag) are the same: skip.
     Unchanged,
-    /// Touched but with the same bytes: skip, and record the new fingerprint so the next run
-    /// need not hash it again.
+    /// Touched (another time or ETag) but with the same bytes: skip, and record the new
+    /// fingerprint.
     SameContent,
     /// Loaded before with other bytes: load it and replace the rows it gave.
     Changed,
@@ -96,9 +99,14 @@ impl Manifest {
         if !crate::read::register(&ctx, lake, table, None).await? {
             return Ok(Self::default());
         }
-        let sql = "SELECT path, size_bytes, CAST(modified_at AS BIGINT) AS modified_us, etag, content_sha256 FROM \
+        // The fingerprint is the latest row's; the row count the latest load's, since an
+        // UNCHANGED row of an older opslake carries no count.
+        let sql = "SELECT l.path, l.size_bytes, CAST(l.modified_at AS BIGINT) AS modified_us, l.etag, l.content_sha256, \
+                   coalesce(w.rows_written, 0) AS rows_written FROM \
                    (SELECT *, row_number() OVER (PARTITION BY path ORDER BY recorded_at DESC, run_id DESC) AS r \
-                    FROM _run_files WHERE status IN ('LOADED', 'UNCHANGED')) WHERE r = 1";
+                    FROM _run_files WHERE status IN ('LOADED', 'UNCHANGED')) l LEFT JOIN \
+                   (SELECT path, rows_written, row_number() OVER (PARTITION BY path ORDER BY recorded_at DESC, run_id DESC) AS r \
+                    FROM _run_files WHERE status = 'LOADED') w ON w.path = l.path AND w.r = 1 WHERE l.r = 1";
         let batches = ctx
             .sql(sql)
             .await
@@ -113,6 +121,7 @@ impl Manifest {
             let modified = b.column(2).as_primitive::<Int64Type>();
             let etag = b.column(3).as_string::<i32>();
             let sha = b.column(4).as_string::<i32>();
+            let written = b.column(5).as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
                 entries.insert(
                     path.value(i).to_string(),
@@ -123,6 +132,7 @@ impl Manifest {
                             etag: etag.is_valid(i).then(|| etag.value(i).to_string()),
                         },
                         sha256: sha.value(i).to_string(),
+                        rows_written: written.value(i),
                     },
                 );
             }
@@ -140,26 +150,31 @@ impl Manifest {
         self.entries.is_empty()
     }
 
-    /// Decides about `path` as it is now; `hash` is called only when the fingerprint alone
-    /// cannot tell.
+    /// The last recorded state of `path`.
+    pub fn get(&self, path: &str) -> Option<&Loaded> {
+        self.entries.get(path)
+    }
+
+    /// Decides about `loaded` (the path's last state, if any) as the file is now. An object's
+    /// ETag is trusted to change with its bytes; a local file's size and time are not (a
+    /// rewrite can keep both), so `hash` is called for every local file loaded before.
     pub fn decide(
-        &self,
-        path: &str,
+        loaded: Option<&Loaded>,
         now: &Fingerprint,
         hash: impl FnOnce() -> Result<String>,
     ) -> Result<(Decision, Option<String>)> {
-        let Some(loaded) = self.entries.get(path) else { return Ok((Decision::New, None)) };
-        let same_stamp = match (&loaded.fingerprint.etag, &now.etag) {
-            (Some(a), Some(b)) => a == b,
-            _ => loaded.fingerprint.modified_at.is_some() && loaded.fingerprint.modified_at == now.modified_at,
-        };
-        if same_stamp && loaded.fingerprint.size == now.size {
+        let Some(loaded) = loaded else { return Ok((Decision::New, None)) };
+        if let (Some(a), Some(b)) = (&loaded.fingerprint.etag, &now.etag)
+            && a == b
+            && loaded.fingerprint.size == now.size
+        {
             return Ok((Decision::Unchanged, Some(loaded.sha256.clone())));
         }
         let sha = hash()?;
-        if sha == loaded.sha256 {
-            return Ok((Decision::SameContent, Some(sha)));
+        if sha != loaded.sha256 {
+            return Ok((Decision::Changed, Some(sha)));
         }
-        Ok((Decision::Changed, Some(sha)))
+        let decision = if loaded.fingerprint == *now { Decision::Unchanged } else { Decision::SameContent };
+        Ok((decision, Some(sha)))
     }
 }

@@ -37,9 +37,13 @@ pub struct CommitPlan<'a> {
     /// The `_source_file` of every stream staged in this run: an append table's rows from
     /// these files are replaced, so loading a file twice never doubles its rows.
     pub files: &'a [String],
-    /// Of those, files loaded before with other content: a merge table's rows that still come
-    /// from them but are no longer in them are deleted.
+    /// Of those, files loaded before with other content: the rows a table holds from them
+    /// that they no longer carry are kept and flagged deleted, in every write mode.
     pub reloaded: &'a [String],
+    /// The run committing: the flags' `_run_id`.
+    pub run_id: &'a str,
+    /// When it started, UTC microseconds: the flags' `deleted_at` and `_ingested_at`.
+    pub started_at: i64,
 }
 
 /// Memory (MiB) the commit of one table may hold before DataFusion spills to local disk: the
@@ -183,7 +187,7 @@ pub async fn commit_table(
                 let df = ctx.table("staged").await.map_err(df_err(&name))?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await.map(|c| Committed { mode: "history", ..c })
             }
-            (WriteMode::History, _) => history(&ctx, delta, table, parts_dir, plan.full_refresh).await,
+            (WriteMode::History, _) => history(&ctx, delta, table, parts_dir, plan).await,
             (WriteMode::Merge, true) => {
                 let df = deduplicated(&ctx, table, staged.repeated).await?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await
@@ -193,7 +197,7 @@ pub async fn commit_table(
                 let df = ctx.table("staged").await.map_err(df_err(&name))?;
                 overwrite(&ctx, delta, table, df, plan.full_refresh).await
             }
-            (WriteMode::Append, false) => replace_files(&ctx, delta, table, plan.files).await,
+            (WriteMode::Append, false) => replace_files(&ctx, delta, table, plan).await,
         }
     })
     .await
@@ -283,23 +287,135 @@ pub async fn truncate_table(lake: &Lake, table: &Table) -> Result<Committed> {
     overwrite(&ctx, delta, table, df, true).await
 }
 
-/// Deletes the rows `table` holds from `files`: a file read again in this run gave the table no
-/// rows now, so what it gave before must go. `None` when nothing was deleted.
-pub async fn delete_file_rows(lake: &Lake, table: &Table, files: &[String]) -> Result<Option<Committed>> {
+/// The rows `table` holds from `files`, which were read again in this run and gave the table
+/// no rows now: flagged deleted (a history table gets a deleted version of each), or in
+/// `_rejects`, which records readings rather than records, deleted. `None` when nothing changed.
+pub async fn flag_file_rows(lake: &Lake, table: &Table, plan: CommitPlan<'_>) -> Result<Option<Committed>> {
     let Some(delta) = crate::read::open(lake, table, None).await? else { return Ok(None) };
     let before = delta.version();
     let name = table.id.to_string();
-    let (after, metrics) = delta
-        .delete()
-        .with_predicate(format!("{} IN ({})", file_column(table), sql_list(files)))
-        .with_writer_properties(writer_properties(table))
-        .await
-        .map_err(|source| Error::Delta { table: name.clone(), source })?;
+    let delta_err = |source| Error::Delta { table: name.clone(), source };
+    let in_files = format!("{} IN ({})", file_column(table), sql_list(plan.reloaded));
+    let (after, rows) = if table.id.namespace.is_empty() {
+        let (after, metrics) = delta
+            .delete()
+            .with_predicate(in_files)
+            .with_writer_properties(writer_properties(table))
+            .await
+            .map_err(delta_err)?;
+        (after, metrics.num_deleted_rows.unwrap_or_default() as u64)
+    } else if table.write_mode == WriteMode::History {
+        let ctx = session(commit_memory())?;
+        register_target(&ctx, &delta, &name).await?;
+        let sql = gone_versions(table, plan, false)?;
+        let changes = ctx.sql(&sql).await.map_err(df_err(format!("{name}: versions of rows no longer carried")))?;
+        let rows = changes.clone().count().await.map_err(df_err(&name))? as u64;
+        if rows == 0 {
+            return Ok(None);
+        }
+        let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        let vf = table.history_column(EnvelopeRole::ValidFrom).map(|c| c.name.clone()).unwrap_or_default();
+        return merge_versions(&ctx, delta, table, changes, &columns, &vf, rows).await.map(Some);
+    } else {
+        let deleted = &table.envelope(EnvelopeRole::IsDeleted).name;
+        let ctx = session(commit_memory())?;
+        let update = flags(table, plan, "")
+            .into_iter()
+            .fold(delta.update().with_predicate(format!("{in_files} AND NOT {deleted}")), |u, (c, e)| {
+                u.with_update(c, e)
+            });
+        let (after, metrics) = update
+            .with_session_state(Arc::new(ctx.state()))
+            .with_writer_properties(writer_properties(table))
+            .await
+            .map_err(delta_err)?;
+        (after, metrics.num_updated_rows as u64)
+    };
     if after.version() == before {
         return Ok(None);
     }
-    let rows = metrics.num_deleted_rows.unwrap_or_default() as u64;
     committed(name, write_mode_label(table.write_mode), rows, &after).map(Some)
+}
+
+/// How a row is flagged deleted by this run, as `(column, SQL)` over the row at `alias`: the
+/// flag, the time (an earlier flag's kept), and the run that wrote the change.
+fn flags(table: &Table, plan: CommitPlan<'_>, alias: &str) -> Vec<(String, String)> {
+    let name = |r: EnvelopeRole| table.envelope(r).name.clone();
+    let now = timestamp_sql(plan.started_at);
+    let deleted = name(EnvelopeRole::IsDeleted);
+    vec![
+        (deleted.clone(), "true".into()),
+        (
+            name(EnvelopeRole::DeletedAt),
+            format!("CASE WHEN {alias}{deleted} THEN {alias}{} ELSE {now} END", name(EnvelopeRole::DeletedAt)),
+        ),
+        (name(EnvelopeRole::RunId), format!("'{}'", plan.run_id.replace('\'', "''"))),
+        (name(EnvelopeRole::IngestedAt), now),
+    ]
+}
+
+/// A timestamp literal of the lake's type (microseconds, UTC).
+fn timestamp_sql(micros: i64) -> String {
+    let ty = opslake_schema::ColumnType::Timestamp.arrow();
+    format!("arrow_cast({micros}, '{ty}')")
+}
+
+/// SQL of every column of the rows at alias `t` (the lake's table, registered as `target`)
+/// from the reloaded files that the staged rows (when `staged`) no longer carry, with `set`
+/// in place of those columns' values.
+fn gone_rows(table: &Table, plan: CommitPlan<'_>, staged: bool, set: &[(String, String)]) -> String {
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match set.iter().find(|(n, _)| *n == c.name) {
+            Some((n, e)) => format!("{e} AS {n}"),
+            None => format!("t.{}", c.name),
+        })
+        .collect();
+    let file = file_column(table);
+    let not_staged = if staged {
+        let on = table.unique_key.iter().map(|k| format!("s.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
+        format!(" AND NOT EXISTS (SELECT 1 FROM staged s WHERE {on})")
+    } else {
+        String::new()
+    };
+    format!("SELECT {} FROM target t WHERE t.{file} IN ({}){not_staged}", cols.join(", "), sql_list(plan.reloaded))
+}
+
+/// The history changes that record rows no longer carried: the current version, ended, and a
+/// deleted version after it. Columns as [`merge_versions`] takes them, plus `__op`.
+fn gone_versions(table: &Table, plan: CommitPlan<'_>, staged: bool) -> Result<String> {
+    let role = |r: EnvelopeRole| {
+        table.history_column(r).map(|c| c.name.clone()).ok_or_else(|| Error::Internal {
+            message: format!("{} is a history table without {}", table.id, r.as_str()),
+        })
+    };
+    let (vf, vt, cur) = (role(EnvelopeRole::ValidFrom)?, role(EnvelopeRole::ValidTo)?, role(EnvelopeRole::IsCurrent)?);
+    let deleted = &table.envelope(EnvelopeRole::IsDeleted).name;
+    let now = timestamp_sql(plan.started_at);
+    // After the current version, even one the source dated in the future: versions never overlap.
+    let at = format!("CASE WHEN t.{vf} < {now} THEN {now} ELSE t.{vf} + INTERVAL '1 microsecond' END");
+    let null_ts = format!("arrow_cast(NULL, '{}')", opslake_schema::ColumnType::Timestamp.arrow());
+    let ended = [(vt.clone(), at.clone()), (cur.clone(), "false".into())];
+    let mut deleted_version = flags(table, plan, "t.");
+    deleted_version.extend([(vf.clone(), at.clone()), (vt.clone(), null_ts), (cur.clone(), "true".into())]);
+    let current = |set: &[(String, String)]| {
+        let rows = gone_rows(table, plan, staged, set);
+        format!("SELECT *, 'upsert' AS __op FROM ({rows} AND t.{cur} AND NOT t.{deleted})")
+    };
+    Ok(format!("{} UNION ALL {}", current(&ended), current(&deleted_version)))
+}
+
+/// Registers the Delta table `delta` as `target` in `ctx`.
+async fn register_target(ctx: &SessionContext, delta: &DeltaTable, name: &str) -> Result<()> {
+    delta.update_datafusion_session(&ctx.state()).map_err(|source| Error::Delta { table: name.to_string(), source })?;
+    let provider = delta
+        .table_provider()
+        .with_session(Arc::new(ctx.state()))
+        .await
+        .map_err(df_err(format!("{name}: reading the current rows")))?;
+    ctx.register_table("target", provider).map_err(df_err(format!("{name}: registering the target")))?;
+    Ok(())
 }
 
 /// Runs a commit with the configured memory, and again with 8 times as much when a single
@@ -374,7 +490,7 @@ fn sort_merge_rows() -> u64 {
 }
 
 /// Merge by key. A staged row replaces the lake's row with the same key unless the lake's is
-/// known to be newer; rows that came from a reloaded file and are no longer in it are deleted.
+/// known to be newer; rows that came from a reloaded file and are no longer in it are flagged.
 async fn merge(
     ctx: &SessionContext,
     delta: DeltaTable,
@@ -401,19 +517,40 @@ async fn merge(
         .when_not_matched_insert(|i| cols.iter().fold(i, |i, c| i.set(*c, format!("source.{c}"))))
         .map_err(delta_err)?;
     if !plan.reloaded.is_empty() {
-        let gone = format!("target.{} IN ({})", file_column(table), sql_list(plan.reloaded));
-        builder = builder.when_not_matched_by_source_delete(|d| d.predicate(gone)).map_err(delta_err)?;
+        let deleted = &table.envelope(EnvelopeRole::IsDeleted).name;
+        let gone = format!("target.{} IN ({}) AND NOT target.{deleted}", file_column(table), sql_list(plan.reloaded));
+        builder = builder
+            .when_not_matched_by_source_update(|u| {
+                flags(table, plan, "target.").into_iter().fold(u.predicate(gone), |u, (c, e)| u.update(c, e))
+            })
+            .map_err(delta_err)?;
     }
     let (merged, metrics) = builder.await.map_err(delta_err)?;
     committed(name, "merge", metrics.num_source_rows as u64, &merged)
 }
 
 /// Append by file: the staged rows replace whatever rows the table holds from the same files,
-/// in one commit, so reloading a file (or rerunning after a crash) never doubles its rows.
-async fn replace_files(ctx: &SessionContext, delta: DeltaTable, table: &Table, files: &[String]) -> Result<Committed> {
+/// in one commit, so reloading a file (or rerunning after a crash) never doubles its rows; the
+/// rows a reloaded file no longer carries are kept, flagged.
+async fn replace_files(
+    ctx: &SessionContext,
+    delta: DeltaTable,
+    table: &Table,
+    plan: CommitPlan<'_>,
+) -> Result<Committed> {
     let name = table.id.to_string();
-    let df = ctx.table("staged").await.map_err(df_err(&name))?;
-    let predicate = format!("{} IN ({})", file_column(table), sql_list(files));
+    let canonical = !table.id.namespace.is_empty();
+    let df = if canonical && !plan.reloaded.is_empty() {
+        // The rows of a reloaded file that it no longer carries stay, flagged, beside its rows now.
+        register_target(ctx, &delta, &name).await?;
+        let cols = table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        let sql =
+            format!("SELECT {cols} FROM staged UNION ALL {}", gone_rows(table, plan, true, &flags(table, plan, "t.")));
+        ctx.sql(&sql).await.map_err(df_err(format!("{name}: rows reloaded files no longer carry")))?
+    } else {
+        ctx.table("staged").await.map_err(df_err(&name))?
+    };
+    let predicate = format!("{} IN ({})", file_column(table), sql_list(plan.files));
     let delta_err = |source| Error::Delta { table: name.clone(), source };
     let written = write_from(delta, writer_properties(table), &df, ctx, SaveMode::Overwrite)
         .with_replace_where(predicate)
@@ -483,8 +620,9 @@ async fn history(
     delta: DeltaTable,
     table: &Table,
     parts_dir: &Path,
-    full_refresh: bool,
+    plan: CommitPlan<'_>,
 ) -> Result<Committed> {
+    let full_refresh = plan.full_refresh;
     let name = table.id.to_string();
     let role = |r: EnvelopeRole| {
         table
@@ -561,9 +699,28 @@ async fn history(
     let scratch = parts_dir.with_extension("history");
     let _ = std::fs::remove_dir_all(&scratch);
     let rows = crate::versions::decide(sorted, keys, &vf, &scratch).await?;
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let column_list = columns.join(", ");
+    // Keys a reloaded file no longer carries have no staged version, so no decision: their
+    // ending and deleted versions are changes of their own.
+    let gone = match fresh || plan.reloaded.is_empty() {
+        true => None,
+        false => {
+            let sql = format!("SELECT {column_list}, __op FROM ({})", gone_versions(table, plan, true)?);
+            let df = ctx.sql(&sql).await.map_err(df_err(format!("{name}: versions of rows no longer carried")))?;
+            let n = df.clone().count().await.map_err(df_err(&name))? as u64;
+            (n > 0).then_some((sql, n))
+        }
+    };
     if rows == 0 && !fresh {
         let _ = std::fs::remove_dir_all(&scratch);
-        return Ok(Committed { table: name, mode: "history", rows, version: None });
+        return match gone {
+            None => Ok(Committed { table: name, mode: "history", rows, version: None }),
+            Some((sql, n)) => {
+                let changes = ctx.sql(&sql).await.map_err(df_err(&name))?;
+                merge_versions(ctx, delta, table, changes, &columns, &vf, n).await
+            }
+        };
     }
     let scratch_url = format!("{}/", scratch.to_string_lossy());
     ctx.register_parquet("decisions", &scratch_url, ParquetReadOptions::default())
@@ -580,7 +737,7 @@ async fn history(
         sb = prefixed("s", &base),
         sk = key_match("s"),
     );
-    let sql = if fresh {
+    let mut sql = if fresh {
         from_staged
     } else {
         format!(
@@ -590,8 +747,12 @@ async fn history(
             tk = key_match("t"),
         )
     };
+    let mut rows = rows;
+    if let Some((gone, n)) = gone {
+        sql = format!("SELECT {column_list}, __op FROM ({sql}) UNION ALL {gone}");
+        rows += n;
+    }
     let changes = ctx.sql(&sql).await.map_err(df_err(format!("{name}: joining version decisions")))?;
-    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let result = if fresh {
         let select = columns.iter().map(|c| datafusion::prelude::col(*c)).collect::<Vec<_>>();
         let df = changes.select(select).map_err(df_err(&name))?;

@@ -77,13 +77,15 @@ mod slt {
             files.sort();
             let inputs: Vec<Input> = files
                 .into_iter()
-                .map(|path| Input {
-                    path,
-                    connection: Connection {
-                        tool: Some(tool.to_string()),
-                        currency: Some("USD".into()),
-                        ..Connection::named("test")
-                    },
+                .map(|path| {
+                    Input::new(
+                        path,
+                        Connection {
+                            tool: Some(tool.to_string()),
+                            currency: Some("USD".into()),
+                            ..Connection::named("test")
+                        },
+                    )
                 })
                 .collect();
             let (registry, _) = ToolRegistry::load(None, &self.contract).map_err(err)?;

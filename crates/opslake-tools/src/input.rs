@@ -114,7 +114,13 @@ impl<'a> Opened<'a> {
 /// Calls `visit` with each stream in `path`: the file itself, its gunzipped content, each
 /// member of a zip archive, or each sheet of a workbook.
 pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
-    let display = path.display().to_string();
+    visit_inputs_as(path, &path.display().to_string(), visit)
+}
+
+/// [`visit_inputs`], the streams named after `name` (the file's name in the lake) rather than
+/// the path it is opened at.
+pub fn visit_inputs_as(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
+    let display = name.to_string();
     let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
     let mut file = BufReader::new(File::open(path).map_err(io_err)?);
     let mut magic = [0u8; 4];
