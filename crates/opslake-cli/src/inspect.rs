@@ -59,14 +59,25 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
         connection.declare(&mut opened);
         let (declared, sheet) = (opened.declared, opened.sheet.clone());
         let mut r = recognise(&tools, connection.tool.as_deref(), opened)?;
-        let shape = connection.applied_to(&r.detection.shape, sheet.is_some());
         let d = &r.detection;
+        let shape = opslake_tools::landed::with_loader_defaults(
+            connection.applied_to(&d.shape, sheet.is_some()),
+            d.loader,
+            &d.columns,
+        );
         out.push_str(&format!("file       {}\n", r.name));
         out.push_str(&format!("tool       {} (shape {}: {})\n", d.tool, shape.id, shape.description));
         if let Some(s) = &sheet {
             out.push_str(&format!("sheet      '{}' of an {}, read from its typed cells\n", s.sheet, s.workbook.name()));
         }
-        out.push_str(&format!("format     {}", shape.read.format));
+        if let Some(loader) = d.loader {
+            out.push_str(&format!("landed by  {} (its metadata columns)\n", loader.name()));
+        }
+        if d.records {
+            out.push_str("format     records, one per row (read by their fields)");
+        } else {
+            out.push_str(&format!("format     {}", shape.read.format));
+        }
         if let Some(delim) = d.delimiter.filter(|_| sheet.is_none()) {
             out.push_str(&format!(", delimiter {:?}", char::from(delim)));
         }

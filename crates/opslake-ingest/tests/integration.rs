@@ -2023,3 +2023,180 @@ mod reexports {
         assert_eq!(opslake_testkit::sorted_csv(&query(&lake, bounce).await, &[], &|_, v| v), "event_type\nBOUNCE\n");
     }
 }
+
+/// Files other tools landed: Parquet from any writer, and the layouts Airbyte, Fivetran and
+/// dlt write, each recognised by the metadata columns only that loader writes.
+mod landed {
+    use super::*;
+    use arrow::array::{
+        ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field};
+    use std::sync::Arc;
+
+    fn write_parquet(path: &Path, compression: parquet::basic::Compression, columns: Vec<(&str, ArrayRef)>) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let props = parquet::file::properties::WriterProperties::builder().set_compression(compression).build();
+        let file = std::fs::File::create(path).expect("create");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+
+    fn utc(values: &[i64]) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(values.to_vec()).with_timezone("UTC"))
+    }
+
+    fn text(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    fn rows(got: &[RecordBatch]) -> String {
+        opslake_testkit::sorted_csv(got, &[], &|_, v| v)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fivetran_table_landed_as_parquet_maps_as_its_csv_does_and_its_soft_deletes_are_flagged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (file, lake) = (dir.path().join("salesforce/account/part-0001.snappy.parquet"), dir.path().join("lake"));
+        // 2024-03-01T10:00:00Z, typed as a Parquet writer types them.
+        let synced = 1_709_287_200_000_000;
+        write_parquet(
+            &file,
+            parquet::basic::Compression::SNAPPY,
+            vec![
+                ("id", text(&[Some("001A"), Some("001B"), Some("001C")])),
+                ("name", text(&[Some("Acme"), Some("Globex"), Some("Initech")])),
+                ("billing_city", text(&[Some("Lyon"), None, Some("Austin")])),
+                ("account_number", text(&[Some("A-1"), Some("A-2"), None])),
+                ("number_of_employees", Arc::new(Int64Array::from(vec![Some(120), None, Some(8)]))),
+                ("annual_revenue", Arc::new(Float64Array::from(vec![Some(1250000.5), None, None]))),
+                ("is_deleted", Arc::new(BooleanArray::from(vec![false, true, false]))),
+                ("_fivetran_deleted", Arc::new(BooleanArray::from(vec![false, false, true]))),
+                ("_fivetran_synced", utc(&[synced, synced, synced + 1_000_000])),
+            ],
+        );
+        let report = run_ingest(&lake, &[input(file, Some("salesforce"))], None).await;
+        assert!(report.failed().next().is_none(), "{:?}", report.files);
+        assert_eq!(report.files[0].shape.as_deref(), Some("salesforce.fivetran_account"));
+        let sql = "SELECT source_id, name, billing_city, employee_count, annual_revenue, is_deleted, \
+                   CAST(source_updated_at AS VARCHAR) AS updated FROM crm.organizations ORDER BY source_id";
+        assert_eq!(
+            rows(&query(&lake, sql).await),
+            "source_id,name,billing_city,employee_count,annual_revenue,is_deleted,updated\n\
+             001A,Acme,Lyon,120,1250000.500000,false,2024-03-01T10:00:00Z\n\
+             001B,Globex,,,,true,2024-03-01T10:00:00Z\n\
+             001C,Initech,Austin,8,,true,2024-03-01T10:00:01Z\n"
+        );
+        // The unmapped column is kept; the loader's own columns are consumed, not custom fields.
+        let custom = "SELECT source_id, cardinality(custom_fields) AS n, custom_fields['account_number'] AS number \
+                      FROM crm.organizations ORDER BY source_id";
+        assert_eq!(rows(&query(&lake, custom).await), "source_id,n,number\n001A,1,A-1\n001B,1,A-2\n001C,0,\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn airbyte_destination_files_land_as_the_streams_they_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        // The S3 destination (v2) in JSON lines: the stream is the folder, the record `_airbyte_data`.
+        let companies = dir.path().join("airbyte/hubspot/companies/2024_01_15_1705312345678_0.jsonl");
+        std::fs::create_dir_all(companies.parent().expect("parent")).expect("mkdir");
+        let company = |id: &str, name: &str, domain: &str| {
+            format!(
+                "{{\"_airbyte_raw_id\":\"{id}-raw\",\"_airbyte_extracted_at\":1705312345678,\"_airbyte_generation_id\":0,\
+                 \"_airbyte_meta\":{{\"sync_id\":7,\"changes\":[]}},\"_airbyte_data\":{{\"id\":\"{id}\",\
+                 \"properties\":{{\"name\":\"{name}\",\"domain\":\"{domain}\",\"city\":null}},\
+                 \"createdAt\":\"2023-05-01T08:00:00.000Z\",\"updatedAt\":\"2024-01-10T12:30:00.000Z\",\"archived\":false}}}}\n"
+            )
+        };
+        std::fs::write(&companies, company("11", "Acme", "acme.com") + &company("12", "Globex", "globex.io"))
+            .expect("write");
+        // The CSV destination (v1): `_airbyte_raw_<stream>`, the record as JSON text.
+        let deals = dir.path().join("airbyte/_airbyte_raw_deals.csv");
+        let deal = r#"{""id"":""901"",""properties"":{""dealname"":""Big one"",""dealstage"":""closedwon"",""amount"":""5000"",""pipeline"":""default"",""closedate"":""2024-01-09T00:00:00Z""},""createdAt"":""2023-12-01T00:00:00Z"",""updatedAt"":""2024-01-09T10:00:00Z"",""archived"":false}"#;
+        std::fs::write(
+            &deals,
+            format!("_airbyte_ab_id,_airbyte_emitted_at,_airbyte_data\nab-1,1705312345678,\"{deal}\"\n"),
+        )
+        .expect("write");
+        // Parquet (v2): the record's fields are the file's columns, nested ones as structs.
+        let owners_like = dir.path().join("airbyte/hubspot/companies/2024_01_16_1705398745678_0.parquet");
+        let props: ArrayRef = Arc::new(StructArray::from(vec![
+            (Arc::new(Field::new("name", DataType::Utf8, true)), text(&[Some("Initech")])),
+            (Arc::new(Field::new("domain", DataType::Utf8, true)), text(&[Some("initech.net")])),
+        ]));
+        write_parquet(
+            &owners_like,
+            // Not Snappy: other writers' codecs read as well.
+            parquet::basic::Compression::GZIP(Default::default()),
+            vec![
+                ("_airbyte_raw_id", text(&[Some("13-raw")])),
+                ("_airbyte_extracted_at", utc(&[1_705_398_745_678_000])),
+                ("_airbyte_generation_id", Arc::new(Int64Array::from(vec![0]))),
+                ("id", text(&[Some("13")])),
+                ("properties", props),
+                ("createdAt", utc(&[1_683_000_000_000_000])),
+                ("updatedAt", utc(&[1_705_000_000_000_000])),
+                ("archived", Arc::new(BooleanArray::from(vec![true]))),
+            ],
+        );
+        let inputs: Vec<Input> =
+            [companies, deals, owners_like].into_iter().map(|f| input(f, Some("hubspot"))).collect();
+        let report = run_ingest(&lake, &inputs, None).await;
+        assert!(report.failed().next().is_none(), "{:?}", report.files);
+        assert!(
+            report.files.iter().all(|f| f.shape.as_deref() == Some("hubspot.airbyte_records")),
+            "{:?}",
+            report.files
+        );
+        let sql = "SELECT source_id, name, domain, is_deleted, CAST(source_updated_at AS VARCHAR) AS updated \
+                   FROM crm.organizations ORDER BY source_id";
+        assert_eq!(
+            rows(&query(&lake, sql).await),
+            "source_id,name,domain,is_deleted,updated\n\
+             11,Acme,acme.com,false,2024-01-10T12:30:00Z\n\
+             12,Globex,globex.io,false,2024-01-10T12:30:00Z\n\
+             13,Initech,initech.net,true,2024-01-11T19:06:40Z\n"
+        );
+        let deals = "SELECT source_id, name, stage_category, amount FROM crm.opportunities";
+        assert_eq!(
+            rows(&query(&lake, deals).await),
+            "source_id,name,stage_category,amount\n901,Big one,WON,5000.000000\n"
+        );
+        // Airbyte's own columns are kept with the rows (nothing lost), not taken for the tool's.
+        let meta = "SELECT custom_fields['_airbyte_raw_id'] AS raw FROM crm.organizations WHERE source_id = '11'";
+        assert_eq!(rows(&query(&lake, meta).await), "raw\n11-raw\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_dlt_table_lands_as_the_api_objects_it_flattened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        // dlt's filesystem destination: <dataset>/<table>/<load_id>.<file_id>.jsonl, nested
+        // fields flattened with `__`, its own `_dlt_load_id` and `_dlt_id`.
+        let file = dir.path().join("stripe_data/charge/1705312345.678.a1b2c3.jsonl");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        let charge = |id: &str, amount: i64, email: &str| {
+            format!(
+                "{{\"id\":\"{id}\",\"object\":\"charge\",\"amount\":{amount},\"amount_refunded\":0,\"currency\":\"eur\",\
+                 \"captured\":true,\"paid\":true,\"status\":\"succeeded\",\"created\":1705312000,\"customer\":\"cus_1\",\
+                 \"billing_details__email\":\"{email}\",\"billing_details__address__country\":\"FR\",\
+                 \"payment_method_details__type\":\"card\",\"_dlt_load_id\":\"1705312345.678\",\"_dlt_id\":\"x{id}\"}}\n"
+            )
+        };
+        std::fs::write(&file, charge("ch_1", 1999, "Ann@Example.com") + &charge("ch_2", 500, "bo@example.com"))
+            .expect("write");
+        let report = run_ingest(&lake, &[input(file, Some("stripe"))], None).await;
+        assert!(report.failed().next().is_none(), "{:?}", report.files);
+        assert_eq!(report.files[0].shape.as_deref(), Some("stripe.api_charges"));
+        let sql = "SELECT source_id, amount, currency, customer_email, payment_method, \
+                   custom_fields['billing_details.address.country'] AS country FROM finance.payments ORDER BY source_id";
+        assert_eq!(
+            rows(&query(&lake, sql).await),
+            "source_id,amount,currency,customer_email,payment_method,country\n\
+             ch_1,19.990000,EUR,ann@example.com,card,FR\n\
+             ch_2,5.000000,EUR,bo@example.com,card,FR\n"
+        );
+    }
+}

@@ -31,6 +31,11 @@ pub struct Detection {
     pub header_index: usize,
     /// The columns seen in the first records.
     pub columns: Vec<String>,
+    /// The loader that landed the file, when its metadata columns say so.
+    pub loader: Option<crate::landed::Loader>,
+    /// True when the stream was read as records opslake wrote (a Parquet file's rows, a
+    /// loader's records), whatever format the shape was written for.
+    pub records: bool,
 }
 
 /// What the first bytes look like.
@@ -139,6 +144,17 @@ fn try_shape<'t>(
                 .collect();
             (Some(opts.delimiter), idx, headers, rows)
         }
+        // Records opslake wrote, one per line: every shape reads them by their fields.
+        (format, Content::Json) if format == Format::Jsonl || opened.records => {
+            let lines = opened.sample.lines().filter(|l| !l.trim().is_empty());
+            let parsed: Vec<Value> = lines.take(SAMPLE_RECORDS).filter_map(|l| serde_json::from_str(l).ok()).collect();
+            if parsed.is_empty() {
+                return Err("no complete JSON line in the first bytes".into());
+            }
+            let opts = if opened.records { record_options(shape) } else { json_options(shape) };
+            let rows: Vec<FlatRecord> = parsed.iter().flat_map(|r| record_rows(r, &opts)).collect();
+            (None, 0, union_keys(&rows), rows)
+        }
         (Format::Json, Content::Json) | (Format::Xml, Content::Xml) => {
             let Some(doc) = json_doc else { return Err("not one JSON document".into()) };
             let records = match shape.read.records.as_deref().filter(|p| !p.is_empty()) {
@@ -153,15 +169,6 @@ fn try_shape<'t>(
                 },
             };
             let rows: Vec<FlatRecord> = records.iter().flat_map(|r| record_rows(r, &json_options(shape))).collect();
-            (None, 0, union_keys(&rows), rows)
-        }
-        (Format::Jsonl, Content::Json) => {
-            let lines = opened.sample.lines().filter(|l| !l.trim().is_empty());
-            let parsed: Vec<Value> = lines.take(SAMPLE_RECORDS).filter_map(|l| serde_json::from_str(l).ok()).collect();
-            if parsed.is_empty() {
-                return Err("no complete JSON line in the first bytes".into());
-            }
-            let rows: Vec<FlatRecord> = parsed.iter().flat_map(|r| record_rows(r, &json_options(shape))).collect();
             (None, 0, union_keys(&rows), rows)
         }
         (f, _) => return Err(format!("shape reads {f}, the file is not")),
@@ -254,6 +261,16 @@ fn json_options(shape: &Shape) -> JsonOptions {
     }
 }
 
+/// A shape's options over records opslake wrote: each line is one record already (a records
+/// path was the paged response's, which the loader or Parquet writer unwrapped).
+fn record_options(shape: &Shape) -> JsonOptions {
+    let explode = match shape.read.format {
+        Format::Csv => Vec::new(),
+        Format::Json | Format::Jsonl | Format::Xml => shape.read.explode.clone(),
+    };
+    JsonOptions { records: None, explode, parent: false, nulls: NullMarkers::new(&shape.read.null_values) }
+}
+
 /// Streams a recognised file's raw chunks.
 pub enum FileReader<'a> {
     /// Delimited text.
@@ -322,8 +339,8 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     // A JSON or XML document is parsed once, for detection and reading alike.
     let mut doc_encoding = None;
     let content = content_of(&sniff.sample);
-    let (stream, doc) = if content == Content::Xml
-        || (content == Content::Json && !is_json_lines(&sniff.sample, sniff.complete))
+    let (stream, doc) = if !sniff.records
+        && (content == Content::Xml || (content == Content::Json && !is_json_lines(&sniff.sample, sniff.complete)))
     {
         let mut bytes = Vec::new();
         opened.into_text(auto.unwrap_or(TextEncoding::Utf8)).read_to_end(&mut bytes).map_err(|e| Error::BadInput {
@@ -368,6 +385,9 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
     };
     let reader = match (stream, doc) {
         (_, Some(doc)) => FileReader::Doc(JsonDocReader::from_value(&name, doc, &json_options(&shape))?),
+        (Some(o), None) if sniff.records => {
+            FileReader::Lines(JsonLinesReader::new(&name, o.into_text(encoding), &record_options(&shape)))
+        }
         (Some(o), None) => {
             let text = o.into_text(encoding);
             match shape.read.format {
@@ -394,6 +414,8 @@ pub fn recognise<'a>(tools: &[Tool], only: Option<&str>, opened: Opened<'a>) -> 
         delimiter: c.delimiter,
         header_index: c.header_index,
         columns: c.columns,
+        loader: sniff.loader,
+        records: sniff.records,
     };
     Ok(Recognised { name, detection, reader })
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use encoding_rs::Encoding;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
+use crate::landed::{Loader, ParquetLines};
 use crate::sheet::{SheetSource, visit_sheets};
 use crate::{Error, Result};
 
@@ -60,6 +61,11 @@ pub struct Opened<'a> {
     /// True when [`Self::detected`] was declared (the connection's `encoding`), not detected:
     /// it then wins over a shape's own.
     pub declared: bool,
+    /// True when the stream is records written by opslake, one JSON object per line (the rows
+    /// of a Parquet file, a loader's records unwrapped; see [`crate::landed`]).
+    pub records: bool,
+    /// The loader that landed the file, by its metadata columns.
+    pub loader: Option<Loader>,
     /// The sample's bytes, then the rest of the stream.
     head: Vec<u8>,
     rest: Box<dyn Read + 'a>,
@@ -78,6 +84,10 @@ pub struct Sniff {
     pub complete: bool,
     /// As [`Opened::sheet`].
     pub sheet: Option<Arc<SheetSource>>,
+    /// As [`Opened::records`].
+    pub records: bool,
+    /// As [`Opened::loader`].
+    pub loader: Option<Loader>,
 }
 
 impl<'a> Opened<'a> {
@@ -89,6 +99,8 @@ impl<'a> Opened<'a> {
             sample: self.sample.clone(),
             complete: self.complete,
             sheet: self.sheet.clone(),
+            records: self.records,
+            loader: self.loader,
         }
     }
 
@@ -112,7 +124,8 @@ impl<'a> Opened<'a> {
 }
 
 /// Calls `visit` with each stream in `path`: the file itself, its gunzipped content, each
-/// member of a zip archive, or each sheet of a workbook.
+/// member of a zip archive, each sheet of a workbook, or a Parquet file's rows; a loader's
+/// files (see [`crate::landed`]) as their records.
 pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
     visit_inputs_as(path, &path.display().to_string(), visit)
 }
@@ -120,6 +133,10 @@ pub fn visit_inputs(path: &Path, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>
 /// [`visit_inputs`], the streams named after `name` (the file's name in the lake) rather than
 /// the path it is opened at.
 pub fn visit_inputs_as(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
+    visit_streams(path, name, &mut |opened| visit(landed(opened)?))
+}
+
+fn visit_streams(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
     let display = name.to_string();
     let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
     let mut file = BufReader::new(File::open(path).map_err(io_err)?);
@@ -130,6 +147,18 @@ pub fn visit_inputs_as(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>
     if magic[..n].starts_with(&[0x1f, 0x8b]) {
         let inner = file_name.strip_suffix(".gz").unwrap_or(&file_name).to_string();
         return visit(open_stream(display, inner, Box::new(flate2::read::MultiGzDecoder::new(head)))?);
+    }
+    if magic[..n] == *b"PAR1" {
+        drop(head);
+        let file = File::open(path).map_err(io_err)?;
+        let rows = ParquetLines::open(file).map_err(|e| Error::BadInput {
+            file: display.clone(),
+            line: 0,
+            message: format!("not a readable Parquet file: {e}"),
+        })?;
+        let mut opened = open_stream(display, file_name, Box::new(rows))?;
+        opened.records = true;
+        return visit(opened);
     }
     if magic[..n] == OLE2_MAGIC {
         drop(head);
@@ -161,6 +190,24 @@ pub fn visit_inputs_as(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>
         return Ok(());
     }
     visit(open_stream(display, file_name, Box::new(head))?)
+}
+
+/// The stream as the loader that landed it wrote its records, when its columns say which.
+/// Loaders write UTF-8: a connection's declared encoding is not awaited.
+fn landed(mut opened: Opened<'_>) -> Result<Opened<'_>> {
+    let Some(encoding) = opened.detected.filter(|_| opened.sheet.is_none()) else { return Ok(opened) };
+    let Some(loader) = Loader::of(&crate::landed::first_columns(&opened.sample)) else { return Ok(opened) };
+    if !crate::landed::rewrites(loader) {
+        opened.loader = Some(loader);
+        return Ok(opened);
+    }
+    let (name, file_name, sample) = (opened.name.clone(), opened.file_name.clone(), opened.sample.clone());
+    let text = opened.into_text(encoding);
+    let records = crate::landed::rewrite(loader, &name, &sample, text);
+    let mut out = open_stream(name, file_name, records)?;
+    out.records = true;
+    out.loader = Some(loader);
+    Ok(out)
 }
 
 /// The first bytes of an OLE2 compound file: the container of legacy `.xls` workbooks.
@@ -236,6 +283,8 @@ pub(crate) fn open_stream<'a>(name: String, file_name: String, mut raw: Box<dyn 
         complete,
         sheet: None,
         declared: false,
+        records: false,
+        loader: None,
         head: sample,
         rest: raw,
     })

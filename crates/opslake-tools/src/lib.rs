@@ -13,6 +13,7 @@ pub mod detect;
 pub mod fx;
 pub mod input;
 pub mod json_reader;
+pub mod landed;
 pub mod mapping;
 mod max_by;
 pub mod parse;

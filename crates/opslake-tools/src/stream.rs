@@ -202,7 +202,7 @@ pub fn read_stream<S: Sink>(
         snapshot_at: context.snapshot_at,
         redactor: context.redactor.clone(),
     };
-    let shape = connection.applied_to(&d.shape, sheet);
+    let shape = crate::landed::with_loader_defaults(connection.applied_to(&d.shape, sheet), d.loader, &d.columns);
 
     // CSV parsing is a fraction of the work, the mapping (casts, keys, custom_fields) and the
     // sink's encoding the rest, and chunks are independent: one reader feeds many mappers.
