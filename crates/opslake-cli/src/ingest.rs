@@ -120,7 +120,8 @@ impl IngestPlan {
         })?;
         let key = if privacy.hashes() { personal_key(project)? } else { None };
         let shrink = ShrinkGuard { allow: allow_shrink, max_ratio: project.config.max_shrink_ratio.value };
-        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy), key, shrink };
+        let max_nulled_ratio = project.config.schema_drift.max_nulled_ratio.value;
+        let options = IngestOptions { full_refresh, lock_ttl, privacy: Some(privacy), key, shrink, max_nulled_ratio };
         Ok(Self { registry, inputs, options, max_reject_ratio: project.config.max_reject_ratio.value })
     }
 
@@ -243,9 +244,10 @@ pub(crate) fn print_summary(report: &IngestReport, lake: &StorageLocation) {
     say!("{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}", "file", "shape", "read", "written", "rejected", "nulled");
     for f in &report.files {
         let name = short(&f.path);
-        match &f.error {
-            Some(e) => say!("{name:<fw$} FAILED: {e}"),
-            None => say!(
+        match (&f.error, &f.held) {
+            (Some(e), _) => say!("{name:<fw$} FAILED: {e}"),
+            (None, Some(why)) => say!("{name:<fw$} HELD: {why}"),
+            (None, None) => say!(
                 "{:<fw$} {:<sw$} {:>9} {:>9} {:>9} {:>7}",
                 name,
                 f.shape.as_deref().unwrap_or("-"),
@@ -262,6 +264,15 @@ pub(crate) fn print_summary(report: &IngestReport, lake: &StorageLocation) {
             Some(v) => say!("{:<40} {:<9} {:>9} rows  version {v}", t.table, t.mode, t.rows),
             None => say!("{:<40} {:<9} {:>9} rows  unchanged", t.table, t.mode, t.rows),
         }
+    }
+    if !report.drift.is_empty() {
+        let files: std::collections::BTreeSet<&str> = report.drift.iter().map(|d| d.path.as_str()).collect();
+        say!(
+            "schema drift: {} change(s) in {} file(s), {} held; `opslake drift` lists them",
+            report.drift.len(),
+            files.len(),
+            report.held().count()
+        );
     }
     if !report.skipped.is_empty() {
         say!("{} file(s) skipped: loaded before and unchanged (--full-refresh reads them again)", report.skipped.len());

@@ -8,7 +8,7 @@ use crate::open::{lake_err, open_lake};
 use crate::{CliError, LakeArgs, ProjectArgs};
 
 /// Batches as JSON objects, one per row.
-fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, CliError> {
+pub(crate) fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, CliError> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for b in batches {
         writer.write(b).map_err(|e| CliError::new(opslake_schema::ErrorClass::Internal, e))?;
@@ -21,7 +21,7 @@ fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serd
     serde_json::from_slice(&bytes).map_err(|e| CliError::new(opslake_schema::ErrorClass::Internal, e))
 }
 
-fn text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
+pub(crate) fn text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
     match row.get(key) {
         None | Some(serde_json::Value::Null) => "-".into(),
         Some(serde_json::Value::String(s)) => s.clone(),

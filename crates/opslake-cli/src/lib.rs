@@ -4,6 +4,7 @@
 //! library crates and turns their errors into exit codes by who must act (see [`exit`]).
 
 mod demo;
+mod drift;
 pub mod exit;
 mod ingest;
 mod init;
@@ -110,6 +111,13 @@ pub enum Command {
     /// needs. Takes the lake's lock like ingest.
     #[command(after_help = "Examples:\n  opslake maintain\n  opslake maintain --retain-hours 24")]
     Maintain(lake_cmds::MaintainArgs),
+    /// List the schema drift ingest found (a mapped column missing or renamed, a new column,
+    /// a column whose values stopped parsing) since each layout was last accepted, or accept
+    /// a connection's new layout.
+    #[command(
+        after_help = "Examples:\n  opslake drift\n  opslake drift --connection salesforce --all --json\n  opslake drift accept salesforce      the latest layout of each drifted shape\n\nschema_drift in opslake.yml (or a connection's options) decides what a drifted file does: evolve loads it, freeze fails it (exit 5), quarantine holds it until accepted."
+    )]
+    Drift(drift::DriftArgs),
     /// Run the models of pipelines/ (in DAG order, independent ones side by side) and their
     /// data tests. Views live in the session; tables and incremental models are Delta tables
     /// under models/ in the lake, queryable by name. Writes target/manifest.json and
@@ -228,6 +236,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::serve(&args).await,
         Command::Publish(args) => lake_cmds::publish(&args).await,
         Command::Maintain(args) => lake_cmds::maintain(&args).await,
+        Command::Drift(args) => drift::drift(&args).await,
         Command::Build(args) => models::build(&args).await,
         Command::Test(args) => models::test(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),

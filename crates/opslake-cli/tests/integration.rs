@@ -151,6 +151,7 @@ mod cli {
             &["query", "--help"],
             &["serve", "--help"],
             &["docs", "schema", "--help"],
+            &["drift", "--help"],
         ] {
             let out = opslake(args, tmp.path());
             assert!(out.status.success(), "{args:?}");
@@ -266,6 +267,64 @@ mod ingest {
         let out = opslake(&["ingest", "--tool", "salesforce", "--path", &ragged, "--lake", "lake2"], tmp.path());
         assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
         assert!(text(&out.stderr).contains("more than max_reject_ratio"), "{}", text(&out.stderr));
+    }
+
+    #[test]
+    fn a_frozen_connection_fails_a_drifted_file_until_drift_accept_and_drift_lists_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("exports")).expect("mkdir");
+        std::fs::write(
+            dir.join("opslake.yml"),
+            "connections:\n  - name: sf\n    tool: salesforce\n    path: exports/*.csv\n    options: {schema_drift: freeze}\n",
+        )
+        .expect("config");
+        let header = "Id,IsDeleted,Name,BillingCity,Phone,OwnerId";
+        std::fs::write(dir.join("exports/Account-1.csv"), format!("{header}\n001A,0,Acme,Lima,555,005A\n"))
+            .expect("write");
+        let first = opslake(&["ingest"], dir);
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+        std::fs::write(
+            dir.join("exports/Account-2.csv"),
+            format!("{header},Region__c\n001B,0,Bolt,Quito,556,005A,North\n"),
+        )
+        .expect("write");
+        let frozen = opslake(&["ingest"], dir);
+        assert_eq!(frozen.status.code(), Some(5), "{}", text(&frozen.stderr));
+        let (out, err) = (text(&frozen.stdout), text(&frozen.stderr));
+        assert!(out.contains("Account-2.csv FAILED") && out.contains("frozen"), "{out}");
+        assert!(err.contains("schema drift") && err.contains("'Region__c'") && err.contains("Account-1.csv"), "{err}");
+
+        let listed = opslake(&["drift"], dir);
+        assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+        let out = text(&listed.stdout);
+        assert!(
+            out.contains("sf · salesforce.data_export_account (freeze)")
+                && out.contains("FAILED  NEW_COLUMN")
+                && out.contains("1 event(s)"),
+            "{out}"
+        );
+        let unknown = opslake(&["drift", "accept", "hubspot"], dir);
+        assert_eq!(unknown.status.code(), Some(3), "{}", text(&unknown.stderr));
+        assert!(text(&unknown.stderr).contains("no schema drift to accept"), "{}", text(&unknown.stderr));
+
+        let accepted = opslake(&["drift", "accept", "sf"], dir);
+        assert_eq!(accepted.status.code(), Some(0), "{}", text(&accepted.stderr));
+        assert!(
+            text(&accepted.stdout).contains("accepted sf · salesforce.data_export_account"),
+            "{}",
+            text(&accepted.stdout)
+        );
+        let loaded = opslake(&["ingest"], dir);
+        assert_eq!(loaded.status.code(), Some(0), "{}", text(&loaded.stderr));
+        assert!(text(&opslake(&["drift"], dir).stdout).contains("no schema drift since"));
+        let all = text(&opslake(&["drift", "--all", "--json"], dir).stdout);
+        let events: serde_json::Value = serde_json::from_str(&all).expect("json");
+        assert_eq!(events.as_array().map(Vec::len), Some(1), "{all}");
+        let runs =
+            text(&query_lake_csv("lake", "SELECT command, status FROM _runs WHERE command = 'drift'", dir).stdout);
+        assert!(runs.contains("drift,SUCCEEDED"), "accepting is a run of its own: {runs}");
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct ProjectConfig {
     /// `--allow-shrink` loads such a file anyway.
     #[serde(default = "default_max_shrink_ratio")]
     pub max_shrink_ratio: Spanned<f64>,
+    /// What a file whose layout drifted from its connection's accepted layout does, unless
+    /// the connection says otherwise.
+    #[serde(default)]
+    pub schema_drift: SchemaDrift,
     /// The exports to read, one entry per connected tool account.
     #[serde(default)]
     pub connections: Vec<Connection>,
@@ -51,6 +55,62 @@ pub struct ProjectConfig {
     /// How `opslake serve` listens and whom it lets in.
     #[serde(default)]
     pub serve: ServeConfig,
+}
+
+/// `schema_drift:`: how files whose layout changed are treated (see [`DriftPolicy`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SchemaDrift {
+    /// `evolve`, `freeze` or `quarantine`, for every connection that does not name its own.
+    /// Default evolve.
+    #[serde(default = "default_drift_policy")]
+    pub policy: Spanned<String>,
+    /// The share of a mapped column's values that may fail to parse (and be nulled) in one
+    /// file before it is a drift event. Default 0.2.
+    #[serde(default = "default_max_nulled_ratio")]
+    pub max_nulled_ratio: Spanned<f64>,
+}
+
+impl Default for SchemaDrift {
+    fn default() -> Self {
+        Self { policy: default_drift_policy(), max_nulled_ratio: default_max_nulled_ratio() }
+    }
+}
+
+/// What becomes of a file whose layout drifted from the accepted layout of its connection and
+/// shape: a mapped column missing or renamed, or a new column. Whatever the policy, each such
+/// change is a warning and a row in `_drift`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DriftPolicy {
+    /// The file loads; new columns go to custom_fields and join the accepted layout, a missing
+    /// mapped column is warned of on every file until the layout is accepted.
+    #[default]
+    Evolve,
+    /// The file fails (exit 5) until its layout is accepted.
+    Freeze,
+    /// The file is held, not loaded, and read again each run until its layout is accepted.
+    Quarantine,
+}
+
+impl DriftPolicy {
+    /// The policy `name` names.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "evolve" => Ok(Self::Evolve),
+            "freeze" => Ok(Self::Freeze),
+            "quarantine" => Ok(Self::Quarantine),
+            other => Err(format!("schema_drift must be evolve, freeze or quarantine, not '{other}'")),
+        }
+    }
+
+    /// Its name in opslake.yml and the run records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evolve => "evolve",
+            Self::Freeze => "freeze",
+            Self::Quarantine => "quarantine",
+        }
+    }
 }
 
 /// `publish:`: the snapshot `opslake run` writes for BI tools.
@@ -182,6 +242,20 @@ pub struct Connection {
     pub options: ConnectionOptions,
 }
 
+impl ProjectConfig {
+    /// The schema drift policy of `connection`: its own, else the project's.
+    pub fn drift_policy(&self, connection: &Connection) -> Result<DriftPolicy, String> {
+        match &connection.options.schema_drift {
+            Some(own) => {
+                DriftPolicy::parse(&own.value).map_err(|e| format!("connection '{}': {e}", connection.name.value))
+            }
+            None => {
+                DriftPolicy::parse(&self.schema_drift.policy.value).map_err(|e| format!("{e} (schema_drift.policy)"))
+            }
+        }
+    }
+}
+
 /// Per-connection overrides of a tool's reading rules.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -209,6 +283,10 @@ pub struct ConnectionOptions {
     /// or a narrow no-break space; any of these but the decimal mark when absent.
     #[serde(default)]
     pub thousands_separator: Option<Spanned<String>>,
+    /// This connection's schema drift policy: `evolve`, `freeze` or `quarantine`, instead of
+    /// `schema_drift.policy`.
+    #[serde(default)]
+    pub schema_drift: Option<Spanned<String>>,
 }
 
 /// The decimal mark and thousands separator a tool file or a connection declares, checked:
@@ -260,6 +338,14 @@ pub const DEFAULT_MAX_SHRINK_RATIO: f64 = 0.1;
 fn default_max_shrink_ratio() -> Spanned<f64> {
     spanned(DEFAULT_MAX_SHRINK_RATIO)
 }
+fn default_drift_policy() -> Spanned<String> {
+    spanned("evolve".to_string())
+}
+/// The default of `schema_drift.max_nulled_ratio`.
+pub const DEFAULT_MAX_NULLED_RATIO: f64 = 0.2;
+fn default_max_nulled_ratio() -> Spanned<f64> {
+    spanned(DEFAULT_MAX_NULLED_RATIO)
+}
 fn default_listen() -> Spanned<String> {
     spanned("127.0.0.1:5433".to_string())
 }
@@ -285,6 +371,7 @@ impl Default for ProjectConfig {
             fiscal_year_start_month: default_fiscal_month(),
             max_reject_ratio: default_max_reject_ratio(),
             max_shrink_ratio: default_max_shrink_ratio(),
+            schema_drift: SchemaDrift::default(),
             connections: Vec::new(),
             personal_data: crate::privacy::PersonalData::default(),
             publish: None,
@@ -331,9 +418,11 @@ impl ProjectConfig {
         if !(1..=12).contains(&month.value) {
             problems.push(Problem::at(file, month, format!("fiscal_year_start_month {} must be 1 to 12", month.value)));
         }
-        for (name, ratio) in
-            [("max_reject_ratio", &self.max_reject_ratio), ("max_shrink_ratio", &self.max_shrink_ratio)]
-        {
+        for (name, ratio) in [
+            ("max_reject_ratio", &self.max_reject_ratio),
+            ("max_shrink_ratio", &self.max_shrink_ratio),
+            ("schema_drift.max_nulled_ratio", &self.schema_drift.max_nulled_ratio),
+        ] {
             if !(0.0..=1.0).contains(&ratio.value) {
                 problems.push(Problem::at(file, ratio, format!("{name} {} must be between 0 and 1", ratio.value)));
             }
@@ -398,6 +487,9 @@ impl ProjectConfig {
                 // Read where serve runs, which may not be where validate does.
                 Ok(SecretSource::Env(_) | SecretSource::File(_)) => {}
             }
+        }
+        if let Err(msg) = DriftPolicy::parse(&self.schema_drift.policy.value) {
+            problems.push(Problem::at(file, &self.schema_drift.policy, format!("{msg} (schema_drift.policy)")));
         }
         let mut names: BTreeMap<&str, u64> = BTreeMap::new();
         for c in &self.connections {
@@ -470,6 +562,11 @@ impl ProjectConfig {
                         enc.value
                     ),
                 ));
+            }
+            if let Some(policy) = &c.options.schema_drift
+                && let Err(msg) = DriftPolicy::parse(&policy.value)
+            {
+                problems.push(Problem::at(file, policy, format!("connection '{name}': {msg}")));
             }
             if let Some(order) = &c.options.date_order
                 && !matches!(order.value.as_str(), "mdy" | "dmy")
@@ -616,6 +713,22 @@ mod tests {
         assert!(text.contains("already defined on line 5"), "{text}");
         assert!(text.contains("unknown tool 'sugarcrm'; known tools: salesforce"), "{text}");
         assert!(text.contains("unsupported scheme 'ftp'"), "{text}");
+    }
+
+    #[test]
+    fn a_drift_policy_is_checked_where_it_is_set_and_a_connections_own_wins() {
+        let text = "schema_drift: {policy: strict, max_nulled_ratio: 1.5}\nconnections:\n  - {name: sf, tool: salesforce, path: ./x, options: {schema_drift: frozen}}\n  - {name: hs, tool: salesforce, path: ./y, options: {schema_drift: quarantine}}\n";
+        let config = ProjectConfig::parse("opslake.yml", text).expect("parses");
+        let problems = config.validate("opslake.yml", &tools());
+        let said: Vec<(u64, bool)> =
+            problems.iter().map(|p| (p.line, p.message.contains("evolve, freeze or quarantine"))).collect();
+        assert_eq!(said, [(1, false), (1, true), (3, true)], "{problems:#?}");
+        assert!(problems[0].message.contains("schema_drift.max_nulled_ratio 1.5"), "{problems:#?}");
+        assert_eq!(config.drift_policy(&config.connections[1]), Ok(DriftPolicy::Quarantine));
+        assert!(config.drift_policy(&config.connections[0]).is_err_and(|e| e.contains("connection 'sf'")));
+        let plain = ProjectConfig::parse("opslake.yml", "connections:\n  - {name: sf, tool: salesforce, path: ./x}\n")
+            .expect("parses");
+        assert_eq!(plain.drift_policy(&plain.connections[0]), Ok(DriftPolicy::Evolve));
     }
 
     #[test]

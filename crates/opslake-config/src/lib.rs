@@ -11,8 +11,8 @@ pub mod privacy;
 pub mod scram;
 
 pub use config::{
-    CONFIG_FILE, Connection, ConnectionOptions, Project, ProjectConfig, ProjectError, PublishConfig, ServeConfig,
-    ServeUser, TlsConfig,
+    CONFIG_FILE, Connection, ConnectionOptions, DriftPolicy, Project, ProjectConfig, ProjectError, PublishConfig,
+    SchemaDrift, ServeConfig, ServeUser, TlsConfig,
 };
 pub use location::{ObjectStoreKind, StorageLocation};
 pub use privacy::{KEY_ENV, PersonalData, PersonalKey, PiiAction, Privacy};

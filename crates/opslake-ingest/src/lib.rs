@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod commit;
+pub mod drift;
 mod key;
 pub mod plan;
 pub mod stream;
@@ -42,12 +43,14 @@ pub struct Input {
     pub name: String,
     /// Its connection: name, tool and the settings its files are read with.
     pub connection: Connection,
+    /// What a drift of its layout does.
+    pub drift: opslake_config::DriftPolicy,
 }
 
 impl Input {
     /// `path`, named as given.
     pub fn new(path: PathBuf, connection: Connection) -> Self {
-        Self { name: path.display().to_string(), path, connection }
+        Self { name: path.display().to_string(), path, connection, drift: opslake_config::DriftPolicy::default() }
     }
 }
 
@@ -65,6 +68,9 @@ pub struct IngestOptions {
     pub key: Option<opslake_config::PersonalKey>,
     /// When a re-export with fewer rows than its last load is refused.
     pub shrink: stream::ShrinkGuard,
+    /// The share of a mapped column's values that may be nulled in one file before it is a
+    /// drift event (`schema_drift.max_nulled_ratio`).
+    pub max_nulled_ratio: f64,
 }
 
 impl Default for IngestOptions {
@@ -75,6 +81,7 @@ impl Default for IngestOptions {
             privacy: None,
             key: None,
             shrink: stream::ShrinkGuard { allow: false, max_ratio: opslake_config::config::DEFAULT_MAX_SHRINK_RATIO },
+            max_nulled_ratio: opslake_config::config::DEFAULT_MAX_NULLED_RATIO,
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct IngestReport {
     pub skipped: Vec<String>,
     /// Per committed table.
     pub tables: Vec<TableCommit>,
+    /// Schema drift found, as recorded in `_drift`.
+    pub drift: Vec<opslake_lake::drift::DriftRow>,
 }
 
 /// One table's commit.
@@ -134,9 +143,14 @@ impl IngestReport {
         self.files.iter().filter(|f| f.error.is_some())
     }
 
+    /// Files held, not loaded: their layout drifted under `quarantine`.
+    pub fn held(&self) -> impl Iterator<Item = &FileSummary> {
+        self.files.iter().filter(|f| f.held.is_some())
+    }
+
     /// Fills the file and row counts of the `_runs` row of the run this ingest was part of.
     pub fn count_into(&self, row: &mut RunRow) {
-        row.files_loaded = Some(self.files.iter().filter(|f| f.error.is_none()).count() as i64);
+        row.files_loaded = Some(self.files.iter().filter(|f| f.error.is_none() && f.held.is_none()).count() as i64);
         row.files_skipped = Some(self.skipped.len() as i64);
         row.files_failed = Some(self.failed().count() as i64);
         row.rows_read = Some(self.rows_read() as i64);
@@ -219,7 +233,9 @@ pub async fn ingest_held(
         }
         _ => None,
     };
-    let read = stream::read_all(run, tools, &plan, &rejects, redactor, options.shrink, progress).await?;
+    let mut drift = drift::Drift::load(lake, contract, options.max_nulled_ratio).await?;
+    let gates = stream::Gates { shrink: options.shrink, drift: &mut drift };
+    let read = stream::read_all(run, tools, &plan, &rejects, redactor, gates, progress).await?;
     for f in read.files.iter().filter(|f| f.error.is_none()) {
         if f.rows_read != f.rows_written + f.rows_rejected {
             return Err(internal(format!(
@@ -247,10 +263,18 @@ pub async fn ingest_held(
         })
         .collect();
     runs::append_rows(lake, contract, RUN_TABLES, &table_rows).await?;
+    opslake_lake::drift::record_events(lake, contract, &drift.events).await?;
+    opslake_lake::drift::record_layouts(lake, contract, &drift.layouts).await?;
     // The manifest goes last: until it is committed, the files count as not loaded.
     let file_rows: Vec<_> = plan.unchanged.into_iter().chain(read.file_rows).collect();
     runs::append_rows(lake, contract, RUN_FILES, &file_rows).await?;
-    Ok(IngestReport { run_id: run_id.clone(), files: read.files, skipped: plan.skipped, tables: commits })
+    Ok(IngestReport {
+        run_id: run_id.clone(),
+        files: read.files,
+        skipped: plan.skipped,
+        tables: commits,
+        drift: drift.events,
+    })
 }
 
 /// Errors of an ingest: the lake's, a source's that stopped more than one file, or the inputs'.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use opslake_config::{Connection as ConnectionConfig, Project, ProjectConfig, StorageLocation};
+use opslake_config::{Connection as ConnectionConfig, DriftPolicy, Project, ProjectConfig, StorageLocation};
 use opslake_lake::Lake;
 use opslake_lake::manifest::{Decision, Fingerprint, Manifest, sha256_of};
 use opslake_lake::runs::{RunContext, RunFileRow};
@@ -33,7 +33,8 @@ pub fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
             }
         };
         let connection = connection_of(config, c);
-        inputs.extend(expand(&path)?.into_iter().map(|path| named(&project.dir, path, &connection)));
+        let drift = config.drift_policy(c).map_err(input)?;
+        inputs.extend(expand(&path)?.into_iter().map(|path| named(&project.dir, path, &connection, drift)));
     }
     Ok(inputs)
 }
@@ -69,15 +70,17 @@ pub fn path_inputs(project: &Project, paths: &[PathBuf], tool: Option<&str>, con
         currency: Some(project.config.reporting_currency.value.clone()),
         ..Connection::named(connection)
     };
+    let drift = DriftPolicy::parse(&project.config.schema_drift.policy.value)
+        .map_err(|e| input(format!("{e} (schema_drift.policy)")))?;
     let mut inputs = Vec::new();
     for p in paths {
-        inputs.extend(expand(p)?.into_iter().map(|path| named(&project.dir, path, &connection)));
+        inputs.extend(expand(p)?.into_iter().map(|path| named(&project.dir, path, &connection, drift)));
     }
     Ok(inputs)
 }
 
-fn named(project_dir: &Path, path: PathBuf, connection: &Connection) -> Input {
-    Input { name: canonical_name(project_dir, &path), path, connection: connection.clone() }
+fn named(project_dir: &Path, path: PathBuf, connection: &Connection, drift: DriftPolicy) -> Input {
+    Input { name: canonical_name(project_dir, &path), path, connection: connection.clone(), drift }
 }
 
 /// A file's name in the lake: its canonical path relative to the project's directory when it

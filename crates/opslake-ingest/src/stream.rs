@@ -16,6 +16,7 @@ use opslake_tools::input::visit_inputs_as;
 use opslake_tools::privacy::Redactor;
 use opslake_tools::stream::{Sink, StreamContext, read_stream};
 
+use crate::drift::{Drift, Verdict};
 use crate::plan::{Plan, Planned};
 use crate::{Error, Event, FileSummary, Progress, Result};
 
@@ -44,6 +45,14 @@ pub struct ShrinkGuard {
     pub max_ratio: f64,
 }
 
+/// What decides, once a file was read whole, whether its rows are kept.
+pub struct Gates<'a> {
+    /// Refuses a re-export that lost too many rows.
+    pub shrink: ShrinkGuard,
+    /// Compares its layout with the accepted one, and applies the drift policy.
+    pub drift: &'a mut Drift,
+}
+
 /// Reads every file the plan says to, one after another, renewing the run's lock between them.
 pub async fn read_all(
     run: &mut Run<'_>,
@@ -51,9 +60,11 @@ pub async fn read_all(
     plan: &Plan<'_>,
     rejects: &Arc<Table>,
     redactor: Option<Arc<Redactor>>,
-    guard: ShrinkGuard,
+    gates: Gates<'_>,
     progress: &mut Progress<'_>,
 ) -> Result<Read> {
+    let Gates { shrink: guard, drift } = gates;
+    let run_id = run.context().run_id.clone();
     let mut read = Read {
         staging: Staging::new()?,
         tables: BTreeMap::new(),
@@ -111,9 +122,30 @@ pub async fn read_all(
             streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
         }
         let written: u64 = streams.iter().map(|s| s.rows_written).sum();
-        if let Some(refusal) = shrunk(planned, &streams, &tables, written, guard) {
+        let mut refusal = shrunk(planned, &streams, &tables, written, guard);
+        let mut held = None;
+        // Only a file read whole is compared: a failed one loads nothing anyway.
+        if refusal.is_none() && streams.iter().all(|s| s.error.is_none()) {
+            match drift.judge(&run_id, input, &streams, progress) {
+                Verdict::Load => {}
+                Verdict::Fail(why) => refusal = Some(why),
+                Verdict::Hold(why) => held = Some(why),
+            }
+        }
+        if refusal.is_some() || held.is_some() {
             parts.into_iter().for_each(FinishedPart::discard);
-            streams = vec![FileSummary::failed(display.clone(), &connection.name, &refusal)];
+            let first = streams.first().cloned().unwrap_or_default();
+            let mut whole = FileSummary {
+                tool: first.tool,
+                shape: first.shape,
+                encoding: first.encoding,
+                ..FileSummary::default()
+            };
+            whole.path.clone_from(&display);
+            whole.connection.clone_from(&connection.name);
+            whole.error = refusal;
+            whole.held = held;
+            streams = vec![whole];
         } else {
             parts.into_iter().for_each(|p| read.staging.keep(p));
             for (path, table) in tables {
@@ -122,7 +154,9 @@ pub async fn read_all(
         }
         streams.iter().for_each(|s| progress(Event::FileDone(s)));
         let error = streams.iter().find_map(|s| s.error.clone());
-        let ok_streams: Vec<String> = streams.iter().filter(|s| s.error.is_none()).map(|s| s.path.clone()).collect();
+        let held = streams.iter().find_map(|s| s.held.clone());
+        let ok_streams: Vec<String> =
+            streams.iter().filter(|s| s.error.is_none() && s.held.is_none()).map(|s| s.path.clone()).collect();
         // Rows an older opslake wrote under the name the file was given then are its rows too.
         let old_name = planned.previous.as_ref().and_then(|p| p.name.clone()).filter(|_| !ok_streams.is_empty());
         read.staged_files.extend(ok_streams.iter().cloned().chain(old_name.clone()));
@@ -134,7 +168,12 @@ pub async fn read_all(
             path: display,
             connection: connection.name.clone(),
             // An archive with one unreadable member is retried as a whole next run.
-            status: if error.is_some() { "FAILED" } else { "LOADED" }.into(),
+            status: match (&error, &held) {
+                (Some(_), _) => "FAILED",
+                (None, Some(_)) => "HELD",
+                (None, None) => "LOADED",
+            }
+            .into(),
             size_bytes: planned.fingerprint.size as i64,
             modified_at: planned.fingerprint.modified_at,
             etag: planned.fingerprint.etag.clone(),
@@ -143,7 +182,7 @@ pub async fn read_all(
             rows_read: streams.iter().map(|s| s.rows_read as i64).sum(),
             rows_written: streams.iter().map(|s| s.rows_written as i64).sum(),
             rows_rejected: streams.iter().map(|s| s.rows_rejected as i64).sum(),
-            error,
+            error: error.or(held),
             recorded_at: chrono::Utc::now().timestamp_micros(),
         });
         read.files.extend(streams);

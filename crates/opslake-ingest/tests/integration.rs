@@ -2200,3 +2200,237 @@ mod landed {
         );
     }
 }
+
+/// Schema drift: each layout change of a connection's files is an event under every policy,
+/// and the policy alone decides whether the file loads.
+mod drift {
+    use super::*;
+    use opslake_config::DriftPolicy;
+    use opslake_lake::drift::{DRIFT, LAYOUTS, accept};
+
+    const COLUMNS: &[&str] = &[
+        "Id",
+        "IsDeleted",
+        "Name",
+        "Type",
+        "BillingCity",
+        "BillingCountry",
+        "Phone",
+        "Industry",
+        "AnnualRevenue",
+        "CurrencyIsoCode",
+        "OwnerId",
+        "CreatedDate",
+        "SystemModstamp",
+    ];
+
+    /// A Salesforce Account export of `columns` (the names above, or others), accounts `from..from+n`.
+    fn accounts(path: &Path, columns: &[&str], from: usize, n: usize, revenue: &str) {
+        let mut text = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(",") + "\n";
+        for i in from..from + n {
+            let value = |c: &str| match c {
+                "Id" => format!("001{i:015}"),
+                "IsDeleted" => "0".into(),
+                "Name" => format!("Account {i}"),
+                "BillingCity" => "Lima".into(),
+                "Phone" | "Phone Number" => format!("+51 1 555 {i:04}"),
+                "Industry" => "Mining".into(),
+                "AnnualRevenue" => revenue.into(),
+                "CurrencyIsoCode" => "USD".into(),
+                "OwnerId" => "005A".into(),
+                "CreatedDate" | "SystemModstamp" => "2024-01-02 09:00:00".into(),
+                _ => "x".into(),
+            };
+            text += &columns.iter().map(|c| format!("\"{}\"", value(c))).collect::<Vec<_>>().join(",");
+            text.push('\n');
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn of(path: &Path, policy: DriftPolicy) -> Input {
+        Input { drift: policy, ..input(path.to_path_buf(), Some("salesforce")) }
+    }
+
+    async fn system(lake: &Path, sql: &str) -> String {
+        let lake = Lake::open(&StorageLocation::Local(lake.to_path_buf())).expect("lake");
+        let ctx = opslake_lake::read::context();
+        for name in [DRIFT, LAYOUTS, opslake_lake::runs::RUN_FILES] {
+            let table = contract().system_table(name).expect("system table").clone();
+            opslake_lake::read::register(&ctx, &lake, &table, None).await.expect("registers");
+        }
+        let got = ctx.sql(sql).await.expect("plans").collect().await.expect("runs");
+        opslake_testkit::sorted_csv(&got, &[], &|_, v| v)
+    }
+
+    /// A file's columns after a change, and the event it must raise.
+    struct Case {
+        name: &'static str,
+        columns: Vec<&'static str>,
+        revenue: &'static str,
+        event: &'static str,
+        layout_change: bool,
+    }
+
+    fn cases() -> Vec<Case> {
+        let mut new = COLUMNS.to_vec();
+        new.push("Region__c");
+        vec![
+            Case {
+                name: "renamed",
+                columns: COLUMNS.iter().map(|c| if *c == "Phone" { "Phone Number" } else { c }).collect(),
+                revenue: "1000",
+                event: "RENAMED_COLUMN,Phone",
+                layout_change: true,
+            },
+            Case {
+                name: "missing",
+                columns: COLUMNS.iter().copied().filter(|c| *c != "Industry").collect(),
+                revenue: "1000",
+                event: "MISSING_COLUMN,Industry",
+                layout_change: true,
+            },
+            Case { name: "new", columns: new, revenue: "1000", event: "NEW_COLUMN,Region__c", layout_change: true },
+            Case {
+                name: "unparsed",
+                columns: COLUMNS.to_vec(),
+                revenue: "lots",
+                event: "UNPARSED_COLUMN,crm.organizations.annual_revenue",
+                layout_change: false,
+            },
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn each_drift_case_is_an_event_under_each_policy_which_alone_decides_the_load() {
+        for policy in [DriftPolicy::Evolve, DriftPolicy::Freeze, DriftPolicy::Quarantine] {
+            for case in cases() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let lake = dir.path().join("lake");
+                let (first, second) = (dir.path().join("Account-1.csv"), dir.path().join("Account-2.csv"));
+                accounts(&first, COLUMNS, 1, 5, "1000");
+                let base = run_ingest(&lake, &[of(&first, policy)], None).await;
+                assert!(base.drift.is_empty() && base.failed().next().is_none(), "{:?}", base);
+                accounts(&second, &case.columns, 6, 5, case.revenue);
+                let report = run_ingest(&lake, &[of(&second, policy)], None).await;
+                let what = format!("{} under {}", case.name, policy.as_str());
+                let events: Vec<String> =
+                    report.drift.iter().map(|d| format!("{},{}", d.kind, d.column_name)).collect();
+                assert_eq!(events, vec![case.event.to_string()], "{what}");
+                let action = match (policy, case.layout_change) {
+                    (DriftPolicy::Freeze, true) => "FAILED",
+                    (DriftPolicy::Quarantine, true) => "HELD",
+                    _ => "LOADED",
+                };
+                assert_eq!(report.drift[0].action, action, "{what}");
+                assert_eq!(report.drift[0].policy, policy.as_str(), "{what}");
+                let accounts_in_lake = count(&lake, "crm.organizations").await;
+                assert_eq!(accounts_in_lake, if action == "LOADED" { 10 } else { 5 }, "{what}");
+                assert_eq!(report.failed().count(), usize::from(action == "FAILED"), "{what}");
+                assert_eq!(report.held().count(), usize::from(action == "HELD"), "{what}");
+                let status = format!(
+                    "SELECT status FROM _run_files WHERE path = '{}' ORDER BY recorded_at DESC LIMIT 1",
+                    second.display()
+                );
+                assert_eq!(system(&lake, &status).await, format!("status\n{action}\n"), "{what}");
+                let recorded = "SELECT kind, column_name, action FROM _drift";
+                let expected = format!("kind,column_name,action\n{},{action}\n", case.event);
+                assert_eq!(system(&lake, recorded).await, expected, "{what}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn evolve_takes_new_columns_in_once_but_warns_of_a_lost_mapped_column_until_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let file = |n: u32| dir.path().join(format!("Account-{n}.csv"));
+        accounts(&file(1), COLUMNS, 1, 3, "1000");
+        let mut wider = COLUMNS.to_vec();
+        wider.push("Region__c");
+        accounts(&file(2), &wider, 4, 3, "1000");
+        let narrower: Vec<&str> = wider.iter().copied().filter(|c| *c != "Industry").collect();
+        accounts(&file(3), &narrower, 7, 3, "1000");
+        accounts(&file(4), &narrower, 10, 3, "1000");
+        let mut warnings = Vec::new();
+        let lake_at = Lake::open(&StorageLocation::Local(lake.clone())).expect("lake");
+        let inputs: Vec<Input> = (1..=4).map(|n| of(&file(n), DriftPolicy::Evolve)).collect();
+        let report = ingest(&lake_at, &contract(), &tools(None), &inputs, &options(), &mut |e| {
+            if let opslake_ingest::Event::Warning(w) = e {
+                warnings.push(w.to_string());
+            }
+        })
+        .await
+        .expect("ingest");
+        let events: Vec<String> =
+            report.drift.iter().map(|d| format!("{} {} {}", short(&d.path), d.kind, d.column_name)).collect();
+        assert_eq!(
+            events,
+            vec![
+                "Account-2.csv NEW_COLUMN Region__c",
+                "Account-3.csv MISSING_COLUMN Industry",
+                "Account-4.csv MISSING_COLUMN Industry"
+            ]
+        );
+        assert_eq!(count(&lake, "crm.organizations").await, 12);
+        // The warning names the file, the column and the layout it was compared with.
+        assert!(
+            warnings.iter().any(|w| w.contains("Account-3.csv")
+                && w.contains("'Industry'")
+                && w.contains("last accepted layout: ")
+                && w.contains("Account-2.csv (14 columns)")),
+            "{warnings:?}"
+        );
+        let custom = "SELECT count(*) AS n FROM crm.organizations WHERE custom_fields['Region__c'] = 'x'";
+        assert_eq!(opslake_testkit::sorted_csv(&query(&lake, custom).await, &[], &|_, v| v), "n\n9\n");
+        let layouts = "SELECT how, path FROM _layouts ORDER BY accepted_at";
+        let got = system(&lake, layouts).await;
+        assert!(got.contains("FIRST_LOAD") && got.contains("EVOLVED") && got.lines().count() == 3, "{got}");
+        // Accepted, the narrower layout is the one later files are compared with: no events.
+        let accepted = accept(&lake_at, &contract(), "test-accept", "test", None).await.expect("accepts");
+        assert_eq!(accepted.len(), 1);
+        assert!(accepted[0].path.as_deref().is_some_and(|p| p.ends_with("Account-4.csv")), "{accepted:?}");
+        accounts(&file(5), &narrower, 13, 3, "1000");
+        let later = run_ingest(&lake, &[of(&file(5), DriftPolicy::Evolve)], None).await;
+        assert!(later.drift.is_empty(), "{:?}", later.drift);
+        let open = opslake_lake::drift::events(&lake_at, &contract(), None, false).await.expect("events");
+        assert_eq!(opslake_lake::runs::row_count(&open), 0, "accepting settles the events");
+        let all = opslake_lake::drift::events(&lake_at, &contract(), None, true).await.expect("events");
+        assert_eq!(opslake_lake::runs::row_count(&all), 3);
+    }
+
+    fn short(path: &str) -> &str {
+        path.rsplit('/').next().unwrap_or(path)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_held_or_frozen_file_is_read_again_each_run_and_loads_once_its_layout_is_accepted() {
+        for policy in [DriftPolicy::Freeze, DriftPolicy::Quarantine] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let lake = dir.path().join("lake");
+            let (first, second) = (dir.path().join("Account-1.csv"), dir.path().join("Account-2.csv"));
+            accounts(&first, COLUMNS, 1, 4, "1000");
+            run_ingest(&lake, &[of(&first, policy)], None).await;
+            let mut wider = COLUMNS.to_vec();
+            wider.insert(3, "Region__c");
+            accounts(&second, &wider, 5, 4, "1000");
+            let inputs = [of(&first, policy), of(&second, policy)];
+            for _ in 0..2 {
+                let report = run_ingest(&lake, &inputs, None).await;
+                assert_eq!(report.skipped.len(), 1, "the loaded file is skipped, the drifted one read again");
+                let file = &report.files[0];
+                let why = file.error.clone().or(file.held.clone()).expect("not loaded");
+                assert!(why.contains("opslake drift accept test"), "{why}");
+                assert_eq!(count(&lake, "crm.organizations").await, 4, "{}", policy.as_str());
+            }
+            let lake_at = Lake::open(&StorageLocation::Local(lake.clone())).expect("lake");
+            let nothing = accept(&lake_at, &contract(), "x", "other", None).await.expect("accepts");
+            assert!(nothing.is_empty(), "another connection has nothing to accept");
+            let accepted = accept(&lake_at, &contract(), "x", "test", None).await.expect("accepts");
+            assert_eq!(accepted.len(), 1, "{accepted:?}");
+            let report = run_ingest(&lake, &inputs, None).await;
+            assert!(report.drift.is_empty() && report.failed().next().is_none(), "{:?}", report.files);
+            assert_eq!(report.held().count(), 0);
+            assert_eq!(count(&lake, "crm.organizations").await, 8, "{}", policy.as_str());
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! keeps the one-writer lock, the manifest and the run records ([`runs::Run`]), and reads,
 //! publishes and maintains the tables. What the rows are made from is the ingest crate's.
 
+pub mod drift;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;

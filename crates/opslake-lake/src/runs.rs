@@ -22,7 +22,7 @@ pub const RUN_TABLES: &str = "_run_tables";
 
 /// Whether `name` is one of the run-record tables, always read at their latest version.
 pub fn is_run_record(name: &str) -> bool {
-    [RUNS, RUN_FILES, RUN_TABLES].contains(&name)
+    [RUNS, RUN_FILES, RUN_TABLES, crate::drift::DRIFT, crate::drift::LAYOUTS].contains(&name)
 }
 
 /// A `_runs` row. Field names are the table's columns (schemas/system/runs.yaml).
@@ -249,7 +249,7 @@ pub struct RunTableRow {
     pub committed_at: i64,
 }
 
-fn system_table<'a>(contract: &'a Contract, name: &str) -> Result<&'a Table> {
+pub(crate) fn system_table<'a>(contract: &'a Contract, name: &str) -> Result<&'a Table> {
     contract.system_table(name).ok_or_else(|| Error::Internal { message: format!("the contract has no {name} table") })
 }
 
@@ -278,7 +278,12 @@ pub async fn append_rows<S: Serialize>(lake: &Lake, contract: &Contract, name: &
     Ok(())
 }
 
-async fn query(lake: &Lake, contract: &Contract, tables: &[&str], sql: &str) -> Result<Option<Vec<RecordBatch>>> {
+pub(crate) async fn query(
+    lake: &Lake,
+    contract: &Contract,
+    tables: &[&str],
+    sql: &str,
+) -> Result<Option<Vec<RecordBatch>>> {
     let ctx = crate::read::context();
     for name in tables {
         if !crate::read::register(&ctx, lake, system_table(contract, name)?, None).await? {

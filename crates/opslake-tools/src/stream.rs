@@ -5,7 +5,7 @@
 //! ingest crate) hands over the stream and where rows go, and gets back what happened. The
 //! connection's settings are applied here, once, to the shape the file was recognised as.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -133,8 +133,17 @@ pub struct FileSummary {
     pub preamble_lines: u64,
     /// Columns the mapping names that the file lacks (read as null).
     pub missing_columns: Vec<String>,
+    /// The stream's own columns in the order first seen (a CSV's header; a JSON stream's
+    /// field paths across its records): its layout, which schema drift compares.
+    pub columns: Vec<String>,
+    /// Rows written per table (`namespace.table`).
+    pub rows_by_table: BTreeMap<String, u64>,
+    /// Values nulled because they did not parse, per `namespace.table.column`.
+    pub nulled_by_column: BTreeMap<String, u64>,
     /// Why the file failed, when it did; its rows were not written.
     pub error: Option<String>,
+    /// Why the file was held and not loaded (its layout drifted under `quarantine`).
+    pub held: Option<String>,
 }
 
 impl FileSummary {
@@ -150,6 +159,12 @@ impl FileSummary {
         self.rows_unmapped += other.rows_unmapped;
         self.rows_summary += other.rows_summary;
         self.values_nulled += other.values_nulled;
+        for (table, n) in &other.rows_by_table {
+            *self.rows_by_table.entry(table.clone()).or_default() += n;
+        }
+        for (column, n) in &other.nulled_by_column {
+            *self.nulled_by_column.entry(column.clone()).or_default() += n;
+        }
     }
 }
 
@@ -211,6 +226,8 @@ pub fn read_stream<S: Sink>(
     let rx = Mutex::new(rx);
     let failed = AtomicBool::new(false);
     let worker = Worker { rejects: context.rejects, summary: &summary, rx: &rx, failed: &failed };
+    let mut columns: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
     let (read, outcomes) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -221,6 +238,12 @@ pub fn read_stream<S: Sink>(
         let read = (|| -> Result<()> {
             while !failed.load(Ordering::Relaxed) {
                 let Some(chunk) = recognised.reader.next_shaped(&shape)? else { break };
+                // Read here, where chunks come in file order, so the layout keeps the file's order.
+                for f in chunk.batch.schema().fields() {
+                    if !crate::json_reader::is_index_column(f.name()) && seen.insert(f.name().clone()) {
+                        columns.push(f.name().clone());
+                    }
+                }
                 let rows = (chunk.batch.num_rows() + chunk.rejects.len()) as u64;
                 if tx.send(chunk).is_err() {
                     break;
@@ -261,6 +284,7 @@ pub fn read_stream<S: Sink>(
     }
     summary.preamble_lines = recognised.reader.stats().preamble_lines;
     summary.missing_columns = missing.into_iter().collect();
+    summary.columns = columns;
     Ok((summary, sinks))
 }
 
@@ -312,8 +336,14 @@ impl Worker<'_> {
             c.rows_rejected += result.rows_rejected;
             c.rows_unmapped += result.rows_unmapped;
             c.rows_summary += result.rows_summary;
-            c.values_nulled += result.rejects.iter().filter(|r| r.action == RejectAction::Nulled).count() as u64;
+            for r in result.rejects.iter().filter(|r| r.action == RejectAction::Nulled) {
+                c.values_nulled += 1;
+                if let (Some(table), Some(column)) = (&r.table, &r.column) {
+                    *c.nulled_by_column.entry(format!("{table}.{column}")).or_default() += 1;
+                }
+            }
             for (table, batch) in &result.batches {
+                *c.rows_by_table.entry(table.id.to_string()).or_default() += batch.num_rows() as u64;
                 if batch.num_rows() > 0 {
                     out.sink.write(table, batch)?;
                 }
