@@ -1,5 +1,6 @@
 """An HTTP proxy on loopback that forwards to an S3 endpoint and injects faults: latency,
-connection resets, HTTP 503, and uploads that reach the store but whose response is dropped.
+connection resets, HTTP 503, uploads that reach the store but whose response is dropped, and
+downloads cut partway (the headers promise the whole body, half of it arrives, then a reset).
 Usage: fault_proxy.py LISTEN_PORT UPSTREAM_PORT SEED. One fault in FAULT_EVERY requests."""
 
 import http.client
@@ -21,7 +22,7 @@ class Proxy(BaseHTTPRequestHandler):
     def _forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        fault = rng.randrange(FAULT_EVERY) == 0 and rng.choice(["latency", "reset", "503", "drop"])
+        fault = rng.randrange(FAULT_EVERY) == 0 and rng.choice(["latency", "reset", "503", "drop", "cut"])
         if fault == "latency":
             time.sleep(rng.uniform(0.05, 0.5))
         if fault == "reset":
@@ -54,6 +55,13 @@ class Proxy(BaseHTTPRequestHandler):
                 self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fault == "cut" and self.command == "GET" and len(data) > 1:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.close()
+            self.close_connection = True
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
 

@@ -22,7 +22,8 @@ pub struct IngestArgs {
     project: ProjectArgs,
     #[command(flatten)]
     lake: LakeArgs,
-    /// Ingest this file, directory or glob instead of the configured connections.
+    /// Ingest this file, directory or glob instead of the configured connections; an s3://,
+    /// gs:// or az:// URL (an object, a prefix, or a glob) is listed and read from the store.
     #[arg(long, value_name = "PATH")]
     path: Vec<PathBuf>,
     /// The tool the files come from; detected from each file when not given.
@@ -80,7 +81,7 @@ fn personal_key(project: &opslake_config::Project) -> Result<Option<PersonalKey>
 
 impl IngestPlan {
     /// Loads the project's tools and privacy policy and lists the input files.
-    pub fn prepare(
+    pub async fn prepare(
         project: &opslake_config::Project,
         contract: &Contract,
         inputs: &Inputs<'_>,
@@ -101,9 +102,9 @@ impl IngestPlan {
             return Err(CliError::user(format!("unknown tool '{tool}'; known tools: {known}")));
         }
         let listed = if inputs.paths.is_empty() {
-            opslake_ingest::plan::connection_inputs(project)
+            opslake_ingest::plan::connection_inputs(project).await
         } else {
-            opslake_ingest::plan::path_inputs(project, inputs.paths, inputs.tool, inputs.connection)
+            opslake_ingest::plan::path_inputs(project, inputs.paths, inputs.tool, inputs.connection).await
         };
         let inputs = listed.map_err(|e| match e {
             opslake_ingest::Error::Lake(opslake_lake::Error::Io { path, source }) => CliError::io(&path, source),
@@ -153,7 +154,7 @@ pub(crate) async fn run(args: &IngestArgs) -> Result<(), CliError> {
     let contract = Contract::embedded().map_err(CliError::from_schema)?;
     let project = args.project.open()?;
     let ttl = Duration::from_secs(args.lock_ttl);
-    let plan = IngestPlan::prepare(&project, &contract, &inputs, args.full_refresh, args.allow_shrink, ttl)?;
+    let plan = IngestPlan::prepare(&project, &contract, &inputs, args.full_refresh, args.allow_shrink, ttl).await?;
     let location = project.lake(args.lake.lake.as_deref()).map_err(CliError::user)?;
     let lake = Lake::open(&location).map_err(|e| CliError::new(e.class(), e))?;
     let tools = plan.registry.tools();

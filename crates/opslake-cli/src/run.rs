@@ -50,7 +50,8 @@ pub(crate) async fn run(args: &RunArgs) -> Result<(), CliError> {
     let open = open_lake(&common.project, &common.lake)?;
     let inputs = Inputs { paths: &[], tool: None, connection: "default" };
     let ingest =
-        IngestPlan::prepare(&open.project, &open.contract, &inputs, args.flags.full_refresh, args.allow_shrink, ttl)?;
+        IngestPlan::prepare(&open.project, &open.contract, &inputs, args.flags.full_refresh, args.allow_shrink, ttl)
+            .await?;
     let steps = Steps { models: true, tests: true, full_refresh: args.flags.full_refresh, threads: args.flags.threads };
     let models = ModelPlan::prepare(&open, common, steps, args.flags.fail_fast)?;
     let publish = match open.project.publish_location() {

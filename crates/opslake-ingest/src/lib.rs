@@ -1,8 +1,9 @@
 //! opslake-ingest: one ingest run, export files in, canonical Delta tables and `_rejects` out.
 //!
 //! A run is four steps, one module each:
-//! - [`plan`]: the inputs (a project's connections, or paths), each compared with the manifest
-//!   (`_run_files`): unchanged files are skipped;
+//! - [`plan`]: the inputs (a project's connections, or paths: local files or, through
+//!   [`remote`], objects in a store), each compared with the manifest (`_run_files`):
+//!   unchanged files are skipped;
 //! - [`stream`]: each file read and mapped by opslake-tools into the lake's staging, a file
 //!   that fails (unreadable, unrecognised) reported and its staged rows dropped;
 //! - [`commit`]: each table committed once in its write mode, through the lake's API;
@@ -20,6 +21,7 @@ pub mod commit;
 pub mod drift;
 mod key;
 pub mod plan;
+pub mod remote;
 pub mod stream;
 
 use std::path::PathBuf;
@@ -36,10 +38,10 @@ use serde::Serialize;
 /// One file (or archive) to ingest, and the connection it belongs to.
 #[derive(Debug, Clone, Default)]
 pub struct Input {
-    /// A local file.
-    pub path: PathBuf,
+    /// Where its bytes are.
+    pub source: Source,
     /// Its name in the lake, the manifest's key and its rows' `_source_file`: the same from
-    /// whichever directory opslake runs (see [`plan::canonical_name`]).
+    /// whichever directory opslake runs (see [`plan::canonical_name`]); an object's URL.
     pub name: String,
     /// Its connection: name, tool and the settings its files are read with.
     pub connection: Connection,
@@ -47,10 +49,30 @@ pub struct Input {
     pub drift: opslake_config::DriftPolicy,
 }
 
+/// Where an input's bytes are.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A local file.
+    File(PathBuf),
+    /// An object in a store.
+    Object(remote::Object),
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Self::File(PathBuf::new())
+    }
+}
+
 impl Input {
-    /// `path`, named as given.
+    /// The local file `path`, named as given.
     pub fn new(path: PathBuf, connection: Connection) -> Self {
-        Self { name: path.display().to_string(), path, connection, drift: opslake_config::DriftPolicy::default() }
+        Self {
+            name: path.display().to_string(),
+            source: Source::File(path),
+            connection,
+            drift: opslake_config::DriftPolicy::default(),
+        }
     }
 }
 
@@ -286,6 +308,14 @@ pub enum Error {
     /// Reading or mapping an input failed.
     #[error(transparent)]
     Source(#[from] opslake_tools::Error),
+    /// The object store of a connection's exports cannot be listed or read.
+    #[error("{context}: {source}")]
+    Store {
+        /// What was being done, on which URL.
+        context: String,
+        /// The underlying error.
+        source: object_store::Error,
+    },
     /// The inputs cannot be listed: a path that does not exist, a bad glob, no connection.
     #[error("{message}")]
     Input {
@@ -300,6 +330,7 @@ impl Error {
         match self {
             Self::Lake(e) => e.class(),
             Self::Source(e) => e.class(),
+            Self::Store { .. } => ErrorClass::External,
             Self::Input { .. } => ErrorClass::User,
         }
     }

@@ -11,32 +11,44 @@ use opslake_schema::Contract;
 use opslake_tools::input::TextEncoding;
 use opslake_tools::parse::DateOrder;
 
-use crate::{Connection, Error, Event, Input, Progress, Result};
+use crate::{Connection, Error, Event, Input, Progress, Result, Source, remote};
 
-/// The inputs of every connection of `project`: the files under each one's path, read with its
-/// settings (tool, time zone, date order, and its currency or else the reporting currency).
-pub fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
+/// The inputs of every connection of `project`: the files under each one's path (a local path
+/// or glob, or an object-store URL or glob), read with its settings (tool, time zone, date
+/// order, and its currency or else the reporting currency).
+pub async fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
     let config = &project.config;
     if config.connections.is_empty() {
         return Err(input("nothing to ingest: opslake.yml has no connections; add one or pass --path"));
     }
     let mut inputs = Vec::new();
+    let mut stores = remote::Stores::default();
     for c in &config.connections {
-        let path = match StorageLocation::parse(&c.path.value).map_err(input)? {
-            StorageLocation::Local(p) if p.is_relative() => project.dir.join(p),
-            StorageLocation::Local(p) => p,
-            StorageLocation::ObjectStore { url, .. } => {
-                return Err(input(format!(
-                    "connection '{}': reading exports from {url} is not supported yet; sync them to a local directory",
-                    c.name.value
-                )));
-            }
-        };
         let connection = connection_of(config, c);
         let drift = config.drift_policy(c).map_err(input)?;
-        inputs.extend(expand(&path)?.into_iter().map(|path| named(&project.dir, path, &connection, drift)));
+        let found = match StorageLocation::parse(&c.path.value).map_err(input)? {
+            StorageLocation::Local(p) if p.is_relative() => local(&project.dir, &project.dir.join(p))?,
+            StorageLocation::Local(p) => local(&project.dir, &p)?,
+            StorageLocation::ObjectStore { .. } => objects(&mut stores, &c.path.value).await?,
+        };
+        inputs.extend(found.into_iter().map(|(name, source)| Input {
+            source,
+            name,
+            connection: connection.clone(),
+            drift,
+        }));
     }
     Ok(inputs)
+}
+
+/// The local files under `path`, each with its name in the lake.
+fn local(project_dir: &Path, path: &Path) -> Result<Vec<(String, Source)>> {
+    Ok(expand(path)?.into_iter().map(|p| (canonical_name(project_dir, &p), Source::File(p))).collect())
+}
+
+/// The objects `url` names, each named by its URL.
+async fn objects(stores: &mut remote::Stores, url: &str) -> Result<Vec<(String, Source)>> {
+    Ok(remote::list(stores, url).await?.into_iter().map(|o| (o.url.clone(), Source::Object(o))).collect())
 }
 
 /// The settings files of connection `c` are read with: its tool and options, and its currency
@@ -62,9 +74,14 @@ fn separator(option: Option<&String>) -> Option<char> {
     option.and_then(|s| s.chars().next())
 }
 
-/// The inputs under `paths` (files, directories or globs), as files of `connection` (of `tool`
-/// when given) in the project's reporting currency.
-pub fn path_inputs(project: &Project, paths: &[PathBuf], tool: Option<&str>, connection: &str) -> Result<Vec<Input>> {
+/// The inputs under `paths` (files, directories or globs, local or object-store URLs), as
+/// files of `connection` (of `tool` when given) in the project's reporting currency.
+pub async fn path_inputs(
+    project: &Project,
+    paths: &[PathBuf],
+    tool: Option<&str>,
+    connection: &str,
+) -> Result<Vec<Input>> {
     let connection = Connection {
         tool: tool.map(str::to_string),
         currency: Some(project.config.reporting_currency.value.clone()),
@@ -73,14 +90,20 @@ pub fn path_inputs(project: &Project, paths: &[PathBuf], tool: Option<&str>, con
     let drift = DriftPolicy::parse(&project.config.schema_drift.policy.value)
         .map_err(|e| input(format!("{e} (schema_drift.policy)")))?;
     let mut inputs = Vec::new();
+    let mut stores = remote::Stores::default();
     for p in paths {
-        inputs.extend(expand(p)?.into_iter().map(|path| named(&project.dir, path, &connection, drift)));
+        let found = match p.to_str().filter(|t| remote::is_url(t)) {
+            Some(url) => objects(&mut stores, url).await?,
+            None => local(&project.dir, p)?,
+        };
+        inputs.extend(found.into_iter().map(|(name, source)| Input {
+            source,
+            name,
+            connection: connection.clone(),
+            drift,
+        }));
     }
     Ok(inputs)
-}
-
-fn named(project_dir: &Path, path: PathBuf, connection: &Connection, drift: DriftPolicy) -> Input {
-    Input { name: canonical_name(project_dir, &path), path, connection: connection.clone(), drift }
 }
 
 /// A file's name in the lake: its canonical path relative to the project's directory when it
@@ -207,14 +230,28 @@ pub async fn against_manifest<'a>(
     let mut plan = Plan { read: Vec::with_capacity(inputs.len()), skipped: Vec::new(), unchanged: Vec::new() };
     tokio::task::block_in_place(|| -> Result<()> {
         for input in inputs {
-            let legacy = input.path.display().to_string();
+            // An older opslake named a local file as it was given.
+            let legacy = match &input.source {
+                Source::File(path) => Some(path.display().to_string()).filter(|l| *l != input.name),
+                Source::Object(_) => None,
+            };
             let (loaded, old_name) = match manifest.get(&input.name) {
                 Some(l) => (Some(l), None),
-                None => (manifest.get(&legacy), Some(legacy).filter(|l| *l != input.name)),
+                None => (legacy.as_deref().and_then(|l| manifest.get(l)), legacy),
             };
             let previous = loaded.map(|l| Previous { rows_written: l.rows_written, name: old_name.clone() });
-            let fingerprint = Fingerprint::of_local(&input.path)?;
-            let (decision, sha256) = Manifest::decide(loaded, &fingerprint, || sha256_of(&input.path))?;
+            let (fingerprint, (decision, sha256)) = match &input.source {
+                Source::File(path) => {
+                    let fingerprint = Fingerprint::of_local(path)?;
+                    let decided = Manifest::decide(loaded, &fingerprint, || sha256_of(path))?;
+                    (fingerprint, decided)
+                }
+                Source::Object(object) => {
+                    let fingerprint = object.fingerprint();
+                    let decided = Manifest::decide_object(loaded, &fingerprint);
+                    (fingerprint, decided)
+                }
+            };
             match decision {
                 Decision::Unchanged | Decision::SameContent => {
                     progress(Event::Skipped(&input.name));

@@ -12,13 +12,13 @@ use opslake_lake::stage::{FinishedPart, PartWriter, Staging};
 use opslake_lake::table_path;
 use opslake_schema::{Table, WriteMode};
 use opslake_tools::Tool;
-use opslake_tools::input::visit_inputs_as;
+use opslake_tools::input::{Opened, visit_inputs_as};
 use opslake_tools::privacy::Redactor;
 use opslake_tools::stream::{Sink, StreamContext, read_stream};
 
 use crate::drift::{Drift, Verdict};
 use crate::plan::{Plan, Planned};
-use crate::{Error, Event, FileSummary, Progress, Result};
+use crate::{Error, Event, FileSummary, Progress, Result, Source};
 
 /// What the files of a run left in staging.
 pub struct Read {
@@ -81,10 +81,6 @@ pub async fn read_all(
         let connection = &input.connection;
         let display = input.name.clone();
         progress(Event::FileStarted { index, total: plan.read.len(), path: &display });
-        let sha256 = match &planned.sha256 {
-            Some(s) => s.clone(),
-            None => tokio::task::block_in_place(|| sha256_of(&input.path))?,
-        };
         let context = StreamContext {
             run_id: &run.context().run_id,
             ingested_at: run.context().started_at,
@@ -97,30 +93,45 @@ pub async fn read_all(
         // Kept only once the whole file is read and passes the shrink guard.
         let mut parts = Vec::new();
         let mut tables = Vec::new();
-        let visited = tokio::task::block_in_place(|| {
-            visit_inputs_as(&input.path, &display, &mut |opened| {
-                let name = opened.name.clone();
-                part += 1;
-                let staging = &read.staging;
-                let open_sink = |worker: usize| Ok(StagedSink::new(staging, format!("{part:06}-{worker:02}")));
-                let mut rows = |n| progress(Event::Rows(n));
-                let outcome = read_stream(opened, tools, connection, &context, &open_sink, &mut rows)
-                    .and_then(|(summary, sinks)| Ok((summary, finish(sinks)?)));
-                let summary = match outcome {
-                    Ok((summary, (p, t))) => {
-                        parts.extend(p);
-                        tables.extend(t);
-                        summary
-                    }
-                    Err(e) => FileSummary::failed(name, &connection.name, &e),
-                };
-                streams.push(summary);
-                Ok(())
-            })
-        });
-        if let Err(e) = visited {
-            streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
-        }
+        let mut visitor = |opened: Opened<'_>| {
+            let name = opened.name.clone();
+            part += 1;
+            let staging = &read.staging;
+            let open_sink = |worker: usize| Ok(StagedSink::new(staging, format!("{part:06}-{worker:02}")));
+            let mut rows = |n| progress(Event::Rows(n));
+            let outcome = read_stream(opened, tools, connection, &context, &open_sink, &mut rows)
+                .and_then(|(summary, sinks)| Ok((summary, finish(sinks)?)));
+            let summary = match outcome {
+                Ok((summary, (p, t))) => {
+                    parts.extend(p);
+                    tables.extend(t);
+                    summary
+                }
+                Err(e) => FileSummary::failed(name, &connection.name, &e),
+            };
+            streams.push(summary);
+            Ok(())
+        };
+        // A local file is hashed before it is read, an object as it streams in (read once).
+        let visited = tokio::task::block_in_place(|| -> Result<Result<String>> {
+            match &input.source {
+                Source::File(path) => {
+                    let sha256 = match &planned.sha256 {
+                        Some(s) => s.clone(),
+                        None => sha256_of(path)?,
+                    };
+                    Ok(visit_inputs_as(path, &display, &mut visitor).map_err(Error::from).map(|()| sha256))
+                }
+                Source::Object(object) => Ok(object.visit(&display, &mut visitor)),
+            }
+        })?;
+        let sha256 = match visited {
+            Ok(sha256) => sha256,
+            Err(e) => {
+                streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
+                String::new()
+            }
+        };
         let written: u64 = streams.iter().map(|s| s.rows_written).sum();
         let mut refusal = shrunk(planned, &streams, &tables, written, guard);
         let mut held = None;

@@ -59,6 +59,14 @@ pub fn storage_options_from_env() -> HashMap<String, String> {
         .collect()
 }
 
+/// An object store rooted at `url` (`s3://bucket/`), configured with `options` as the lake's
+/// is: what exports are listed and read from when a connection's path is a URL.
+pub fn store_at(url: &Url, options: &HashMap<String, String>) -> Result<ObjectStoreRef> {
+    register_object_stores();
+    deltalake::logstore::store_for(url, options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| Error::Location { message: format!("{url}: {e}") })
+}
+
 impl Lake {
     /// The lake at `location`; a local directory is created if missing. Object stores are
     /// configured from the environment (see [`storage_options_from_env`]).
@@ -68,13 +76,11 @@ impl Lake {
 
     /// The lake at `location` with explicit object-store options.
     pub fn open_with(location: &StorageLocation, options: HashMap<String, String>) -> Result<Self> {
-        register_object_stores();
         let root = location_url(location)?;
         if let StorageLocation::Local(path) = location {
             std::fs::create_dir_all(path).map_err(|source| Error::Io { path: path.clone(), source })?;
         }
-        let store = deltalake::logstore::store_for(&root, options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(|e| Error::Location { message: format!("{root}: {e}") })?;
+        let store = store_at(&root, &options)?;
         Ok(Self { root, store, options })
     }
 

@@ -155,6 +155,22 @@ impl Manifest {
         self.entries.get(path)
     }
 
+    /// Decides about an object in a store as it is listed now. Its ETag (or version) and size
+    /// are trusted to change with its bytes; when they did, it is read (its bytes hashed as
+    /// they stream in, never fetched twice), and a re-upload of the same bytes reloads the rows
+    /// it gave, which replaces them with themselves.
+    pub fn decide_object(loaded: Option<&Loaded>, now: &Fingerprint) -> (Decision, Option<String>) {
+        match loaded {
+            None => (Decision::New, None),
+            Some(l)
+                if l.fingerprint.etag.is_some() && l.fingerprint.etag == now.etag && l.fingerprint.size == now.size =>
+            {
+                (Decision::Unchanged, Some(l.sha256.clone()))
+            }
+            Some(_) => (Decision::Changed, None),
+        }
+    }
+
     /// Decides about `loaded` (the path's last state, if any) as the file is now. An object's
     /// ETag is trusted to change with its bytes; a local file's size and time are not (a
     /// rewrite can keep both), so `hash` is called for every local file loaded before.

@@ -136,60 +136,111 @@ pub fn visit_inputs_as(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>
     visit_streams(path, name, &mut |opened| visit(landed(opened)?))
 }
 
+/// [`visit_inputs_as`] for bytes that are not a local file (an object read from a store):
+/// `file_name` is the name tool files match. A text or gzip stream is read as it arrives; a
+/// format that needs the whole file at hand (a zip, a workbook, Parquet) is spooled to a
+/// temporary file first, one at a time, and read from there.
+pub fn visit_reader_as(
+    raw: &mut dyn Read,
+    name: &str,
+    file_name: &str,
+    visit: &mut dyn FnMut(Opened<'_>) -> Result<()>,
+) -> Result<()> {
+    visit_bytes(Box::new(raw), None, name, file_name, &mut |opened| visit(landed(opened)?))
+}
+
 fn visit_streams(path: &Path, name: &str, visit: &mut dyn FnMut(Opened<'_>) -> Result<()>) -> Result<()> {
-    let display = name.to_string();
-    let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
-    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
-    let head = Cursor::new(magic[..n].to_vec()).chain(file);
+    let file = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if magic[..n].starts_with(&[0x1f, 0x8b]) {
-        let inner = file_name.strip_suffix(".gz").unwrap_or(&file_name).to_string();
+    visit_bytes(Box::new(file), Some(path), name, &file_name, visit)
+}
+
+/// The streams of `raw`, told apart by their first bytes; `at` is where the same bytes lie as
+/// a local file, which a container format is opened from (else they are spooled).
+fn visit_bytes(
+    mut raw: Box<dyn Read + '_>,
+    at: Option<&Path>,
+    name: &str,
+    file_name: &str,
+    visit: &mut dyn FnMut(Opened<'_>) -> Result<()>,
+) -> Result<()> {
+    let display = name.to_string();
+    let unreadable =
+        |e: io::Error| Error::BadInput { file: display.clone(), line: 0, message: format!("cannot read: {e}") };
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut raw, &mut magic).map_err(unreadable)?;
+    let mut head = Cursor::new(magic[..n].to_vec()).chain(raw);
+    let magic = &magic[..n];
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        let inner = file_name.strip_suffix(".gz").unwrap_or(file_name).to_string();
         return visit(open_stream(display, inner, Box::new(flate2::read::MultiGzDecoder::new(head)))?);
     }
+    let container = *magic == *b"PAR1" || *magic == OLE2_MAGIC || magic.starts_with(b"PK\x03\x04");
+    if !container {
+        return visit(open_stream(display, file_name.to_string(), Box::new(head))?);
+    }
+    match at {
+        Some(path) => {
+            drop(head);
+            visit_container(path, &display, file_name, visit)
+        }
+        None => {
+            let spool_err = |source| Error::Io { path: std::env::temp_dir(), source };
+            let mut spooled = tempfile::NamedTempFile::new().map_err(spool_err)?;
+            io::copy(&mut head, spooled.as_file_mut()).map_err(unreadable)?;
+            drop(head);
+            visit_container(spooled.path(), &display, file_name, visit)
+        }
+    }
+}
+
+/// A Parquet file, a legacy workbook, or a zip (a workbook or an archive of exports), at `path`.
+fn visit_container(
+    path: &Path,
+    display: &str,
+    file_name: &str,
+    visit: &mut dyn FnMut(Opened<'_>) -> Result<()>,
+) -> Result<()> {
+    let display = display.to_string();
+    let io_err = |source: io::Error| Error::Io { path: path.to_path_buf(), source };
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut File::open(path).map_err(io_err)?, &mut magic).map_err(io_err)?;
     if magic[..n] == *b"PAR1" {
-        drop(head);
         let file = File::open(path).map_err(io_err)?;
         let rows = ParquetLines::open(file).map_err(|e| Error::BadInput {
             file: display.clone(),
             line: 0,
             message: format!("not a readable Parquet file: {e}"),
         })?;
-        let mut opened = open_stream(display, file_name, Box::new(rows))?;
+        let mut opened = open_stream(display, file_name.to_string(), Box::new(rows))?;
         opened.records = true;
         return visit(opened);
     }
     if magic[..n] == OLE2_MAGIC {
-        drop(head);
-        return visit_sheets(path, &display, &file_name, Spreadsheet::Xls, visit);
+        return visit_sheets(path, &display, file_name, Spreadsheet::Xls, visit);
     }
-    if magic[..n].starts_with(b"PK\x03\x04") {
-        drop(head);
-        let archive_file = File::open(path).map_err(io_err)?;
-        let bad_zip = |e: zip::result::ZipError| Error::BadInput {
-            file: display.clone(),
-            line: 0,
-            message: format!("not a readable zip archive: {e}"),
-        };
-        let mut archive = zip::ZipArchive::new(BufReader::new(archive_file)).map_err(bad_zip)?;
-        // A workbook is a zip too, but its members are the workbook's own parts, never exports.
-        if let Some(kind) = workbook_in_zip(&mut archive) {
-            drop(archive);
-            return visit_sheets(path, &display, &file_name, kind, visit);
-        }
-        for i in 0..archive.len() {
-            let member = archive.by_index(i).map_err(bad_zip)?;
-            let member_name = member.name().map_err(bad_zip)?.into_owned();
-            let short = member_name.rsplit('/').next().unwrap_or(&member_name).to_string();
-            if member.is_dir() || short.starts_with('.') || member_name.starts_with("__MACOSX/") {
-                continue;
-            }
-            visit(open_stream(format!("{display}!{member_name}"), short, Box::new(member))?)?;
-        }
-        return Ok(());
+    let archive_file = File::open(path).map_err(io_err)?;
+    let bad_zip = |e: zip::result::ZipError| Error::BadInput {
+        file: display.clone(),
+        line: 0,
+        message: format!("not a readable zip archive: {e}"),
+    };
+    let mut archive = zip::ZipArchive::new(BufReader::new(archive_file)).map_err(bad_zip)?;
+    // A workbook is a zip too, but its members are the workbook's own parts, never exports.
+    if let Some(kind) = workbook_in_zip(&mut archive) {
+        drop(archive);
+        return visit_sheets(path, &display, file_name, kind, visit);
     }
-    visit(open_stream(display, file_name, Box::new(head))?)
+    for i in 0..archive.len() {
+        let member = archive.by_index(i).map_err(bad_zip)?;
+        let member_name = member.name().map_err(bad_zip)?.into_owned();
+        let short = member_name.rsplit('/').next().unwrap_or(&member_name).to_string();
+        if member.is_dir() || short.starts_with('.') || member_name.starts_with("__MACOSX/") {
+            continue;
+        }
+        visit(open_stream(format!("{display}!{member_name}"), short, Box::new(member))?)?;
+    }
+    Ok(())
 }
 
 /// The stream as the loader that landed it wrote its records, when its columns say which.
