@@ -105,6 +105,23 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
             d.columns.len(),
             d.columns.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
         ));
+        out.push_str("evidence   shapes whose required columns are here, best first:\n");
+        for s in &d.scores {
+            let mark = if s.shape == shape.id { "*" } else { " " };
+            out.push_str(&format!(
+                "         {mark} {:<44} score {:>2}  fit {:>3.0}%: {} of the file's {} columns known ({:.0}% by weight), {} of its {} here ({:.0}%)",
+                s.shape,
+                s.score,
+                s.fit.share() * 100.0,
+                s.fit.known,
+                s.fit.columns,
+                s.fit.coverage * 100.0,
+                s.fit.known,
+                s.fit.expected,
+                s.fit.recall * 100.0
+            ));
+            out.push_str(if s.refused.is_some() { "  refused: fits too little\n" } else { "\n" });
+        }
         let ctx = FileContext {
             file: r.name.clone(),
             system: d.tool.clone(),

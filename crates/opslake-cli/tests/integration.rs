@@ -338,6 +338,27 @@ mod ingest {
         assert!(stdout.contains("windows-1252"), "{stdout}");
         assert!(stdout.contains("Panadería Ñandú"), "{stdout}");
         assert!(stdout.contains("encoding   windows-1252 (detected)"), "{stdout}");
+        // The evidence: the chosen shape marked, with its score and fit.
+        let chosen = stdout.lines().find(|l| l.contains("* salesforce.data_export_account")).unwrap_or_default();
+        assert!(chosen.contains("score") && chosen.contains("fit"), "{stdout}");
+    }
+
+    /// A table that only shares generic columns with a shape is refused, and the error says
+    /// which shape it fits too little and by how much.
+    #[test]
+    fn a_file_that_fits_a_shape_too_little_is_refused_with_the_fit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("customer.csv");
+        std::fs::write(
+            &file,
+            "id,_fivetran_synced,name,currency,email,delinquent,invoice_prefix,balance\ncus_1,2024-01-02,Acme,usd,a@acme.test,false,ABC,0\n",
+        )
+        .expect("write");
+        let out = opslake(&["inspect", &file.display().to_string()], tmp.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("meta_ads.fivetran_account_history: fits too little"), "{stderr}");
+        assert!(stderr.contains("% is needed"), "{stderr}");
     }
 
     #[test]

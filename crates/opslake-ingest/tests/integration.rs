@@ -300,6 +300,17 @@ mod corpus {
         out
     }
 
+    /// The folders (`dirs`) or files directly in `dir`, sorted.
+    fn sorted_entries(dir: &Path, dirs: bool) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_dir() == dirs)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The tool a corpus folder's files are exports of: the tool of that id, or the one whose id
     /// the folder name extends (`hubspot_marketing` and `hubspot_service` are HubSpot's).
     fn folder_tool<'a>(folder: &str, tools: &'a [Tool]) -> Option<&'a Tool> {
@@ -326,20 +337,13 @@ mod corpus {
         let namespaces: std::collections::BTreeSet<String> =
             contract().namespaces().into_iter().map(str::to_string).collect();
         let registry = tools(None);
-        let mut folders: Vec<PathBuf> = std::fs::read_dir(&corpus)
-            .expect("corpus")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.is_dir())
-            .collect();
-        folders.sort();
+        let folders = sorted_entries(&corpus, true);
         let mut pending: Vec<(String, String)> = Vec::new();
         let mut explained = std::collections::BTreeSet::new();
         let (mut total_landed, mut total_files) = (0, 0);
         for dir in folders {
             let folder = dir.file_name().expect("name").to_string_lossy().into_owned();
-            let mut files: Vec<PathBuf> =
-                std::fs::read_dir(&dir).expect("tool dir").map(|e| e.expect("entry").path()).collect();
-            files.sort();
+            let files = sorted_entries(&dir, false);
             total_files += files.len();
             let name_of = |f: &Path| format!("{folder}/{}", f.file_name().expect("name").to_string_lossy());
             let department = departments
@@ -420,6 +424,41 @@ mod corpus {
             eprintln!("  pending {file}: {why}");
         }
         assert_eq!(total_landed + explained.len() + pending.len(), total_files, "every file counted once");
+    }
+
+    /// Negatives: every stream of every corpus file is tried as an export of each tool it is
+    /// not (its own folder's tool aside; a folder without a tool file is no tool's), and no
+    /// tool takes it. A file that merely shares a few generic headers (`id`, `name`,
+    /// `created_at`) with a shape must not land there as that tool's data.
+    #[test]
+    fn no_corpus_file_is_taken_for_an_export_of_another_tool() {
+        let Some(corpus) = opslake_testkit::corpus_dir() else {
+            eprintln!("skipped: ../shared/corpus is not beside the repository");
+            return;
+        };
+        let registry = tools(None);
+        let folders = sorted_entries(&corpus, true);
+        let (mut tried, mut taken) = (0usize, Vec::new());
+        for dir in folders {
+            let folder = dir.file_name().expect("name").to_string_lossy().into_owned();
+            let own = folder_tool(&folder, &registry).map(|t| t.name.clone());
+            let files = sorted_entries(&dir, false);
+            for file in &files {
+                for other in registry.iter().filter(|t| Some(&t.name) != own.as_ref()) {
+                    let _ = opslake_tools::input::visit_inputs(file, &mut |opened| {
+                        tried += 1;
+                        let name = opened.name.clone();
+                        if let Ok(r) = opslake_tools::detect::recognise(&registry, Some(&other.name), opened) {
+                            taken.push(format!("{folder}: {name} as {}", r.detection.shape.id));
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
+        eprintln!("{tried} (stream, other tool) pairs tried, {} taken", taken.len());
+        assert!(tried > 1000, "the corpus was walked: {tried} pairs");
+        assert!(taken.is_empty(), "streams taken for another tool's export:\n  {}", taken.join("\n  "));
     }
 }
 

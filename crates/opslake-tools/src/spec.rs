@@ -194,6 +194,31 @@ pub struct Shape {
     pub home_currency: Option<String>,
     /// Where its rows go.
     pub outputs: Vec<Output>,
+    /// Every raw column its match, filters and mappings name: what a file of this shape is
+    /// expected to hold, against which detection weighs the columns a file has.
+    pub known: std::collections::BTreeSet<String>,
+}
+
+/// The columns `sql` (a mapping expression) names, as the mapping resolves them: a quoted
+/// identifier as written, an unquoted one lowercased, a dotted one joined by `.`.
+pub fn named_columns(sql: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, Ident, visit_expressions};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let Ok(expr) = Parser::new(&GenericDialect {}).try_with_sql(sql).and_then(|mut p| p.parse_expr()) else {
+        return Vec::new();
+    };
+    let name = |i: &Ident| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() };
+    let mut out = Vec::new();
+    let _ = visit_expressions(&expr, |e| {
+        match e {
+            Expr::Identifier(i) => out.push(name(i)),
+            Expr::CompoundIdentifier(parts) => out.push(parts.iter().map(name).collect::<Vec<_>>().join(".")),
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
 }
 
 /// Reader options of a shape.
@@ -409,7 +434,18 @@ fn load_shape(
     if problems.len() > before {
         return None;
     }
+    let mut known: std::collections::BTreeSet<String> = s.matcher.headers.iter().cloned().collect();
+    known.extend(s.matcher.values.keys().cloned());
+    for (name, _) in &header_patterns {
+        known.insert(name.clone());
+    }
+    for o in &outputs {
+        for sql in o.columns.values().chain(&o.filter) {
+            known.extend(named_columns(sql));
+        }
+    }
     Some(Shape {
+        known,
         id: format!("{tool}.{name}"),
         description: s.description.clone(),
         file_globs,
