@@ -249,10 +249,14 @@ impl ProjectConfig {
             Some(own) => {
                 DriftPolicy::parse(&own.value).map_err(|e| format!("connection '{}': {e}", connection.name.value))
             }
-            None => {
-                DriftPolicy::parse(&self.schema_drift.policy.value).map_err(|e| format!("{e} (schema_drift.policy)"))
-            }
+            None => self.default_drift_policy(),
         }
+    }
+
+    /// The project's drift policy (`schema_drift.policy`): that of `--path` files, and of
+    /// every connection that sets none of its own.
+    pub fn default_drift_policy(&self) -> Result<DriftPolicy, String> {
+        DriftPolicy::parse(&self.schema_drift.policy.value).map_err(|e| format!("{e} (schema_drift.policy)"))
     }
 }
 

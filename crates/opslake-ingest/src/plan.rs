@@ -31,14 +31,18 @@ pub async fn connection_inputs(project: &Project) -> Result<Vec<Input>> {
             StorageLocation::Local(p) => local(&project.dir, &p)?,
             StorageLocation::ObjectStore { .. } => objects(&mut stores, &c.path.value).await?,
         };
-        inputs.extend(found.into_iter().map(|(name, source)| Input {
-            source,
-            name,
-            connection: connection.clone(),
-            drift,
-        }));
+        inputs.extend(of_connection(found, &connection, drift));
     }
     Ok(inputs)
+}
+
+/// The inputs `found` (names and sources), each read as a file of `connection`.
+fn of_connection<'a>(
+    found: Vec<(String, Source)>,
+    connection: &'a Connection,
+    drift: DriftPolicy,
+) -> impl Iterator<Item = Input> + 'a {
+    found.into_iter().map(move |(name, source)| Input { source, name, connection: connection.clone(), drift })
 }
 
 /// The local files under `path`, each with its name in the lake.
@@ -87,8 +91,7 @@ pub async fn path_inputs(
         currency: Some(project.config.reporting_currency.value.clone()),
         ..Connection::named(connection)
     };
-    let drift = DriftPolicy::parse(&project.config.schema_drift.policy.value)
-        .map_err(|e| input(format!("{e} (schema_drift.policy)")))?;
+    let drift = project.config.default_drift_policy().map_err(input)?;
     let mut inputs = Vec::new();
     let mut stores = remote::Stores::default();
     for p in paths {
@@ -96,12 +99,7 @@ pub async fn path_inputs(
             Some(url) => objects(&mut stores, url).await?,
             None => local(&project.dir, p)?,
         };
-        inputs.extend(found.into_iter().map(|(name, source)| Input {
-            source,
-            name,
-            connection: connection.clone(),
-            drift,
-        }));
+        inputs.extend(of_connection(found, &connection, drift));
     }
     Ok(inputs)
 }

@@ -113,25 +113,25 @@ pub async fn read_all(
             Ok(())
         };
         // A local file is hashed before it is read, an object as it streams in (read once).
-        let visited = tokio::task::block_in_place(|| -> Result<Result<String>> {
+        let (sha256, visited) = tokio::task::block_in_place(|| -> Result<(String, Result<()>)> {
             match &input.source {
                 Source::File(path) => {
                     let sha256 = match &planned.sha256 {
                         Some(s) => s.clone(),
                         None => sha256_of(path)?,
                     };
-                    Ok(visit_inputs_as(path, &display, &mut visitor).map_err(Error::from).map(|()| sha256))
+                    Ok((sha256, visit_inputs_as(path, &display, &mut visitor).map_err(Error::from)))
                 }
-                Source::Object(object) => Ok(object.visit(&display, &mut visitor)),
+                Source::Object(object) => Ok(match object.visit(&display, &mut visitor) {
+                    Ok(sha256) => (sha256, Ok(())),
+                    // Its bytes did not all arrive: there is no hash of them to record.
+                    Err(e) => (String::new(), Err(e)),
+                }),
             }
         })?;
-        let sha256 = match visited {
-            Ok(sha256) => sha256,
-            Err(e) => {
-                streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
-                String::new()
-            }
-        };
+        if let Err(e) = visited {
+            streams.push(FileSummary::failed(display.clone(), &connection.name, &e));
+        }
         let written: u64 = streams.iter().map(|s| s.rows_written).sum();
         let mut refusal = shrunk(planned, &streams, &tables, written, guard);
         let mut held = None;
