@@ -145,6 +145,14 @@ pub enum DocsCommand {
         #[arg(long, default_value = "docs/schema")]
         out: PathBuf,
     },
+    /// Write the coverage matrix: every tool's objects and the producers whose layout opslake
+    /// derives for each, then the shapes still written one layout at a time.
+    #[command(after_help = "Example:\n  opslake docs coverage --out docs/coverage.md")]
+    Coverage {
+        /// File to write; replaced only when `opslake docs coverage` wrote it.
+        #[arg(long, default_value = "docs/coverage.md")]
+        out: PathBuf,
+    },
     /// Write the documentation site of the project: one HTML page (index.html) with the
     /// lineage graph, every model with its columns, tests and SQL, and the canonical tables.
     /// It opens from the file system; no server needed. Reads no data.
@@ -240,8 +248,29 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Build(args) => models::build(&args).await,
         Command::Test(args) => models::test(&args).await,
         Command::Docs(DocsCommand::Schema { out }) => docs_schema(&out),
+        Command::Docs(DocsCommand::Coverage { out }) => docs_coverage(&out),
         Command::Docs(DocsCommand::Build(args)) => models::docs(&args),
     }
+}
+
+fn docs_coverage(out: &std::path::Path) -> Result<(), CliError> {
+    let contract = opslake_schema::Contract::embedded().map_err(CliError::from_schema)?;
+    let (registry, problems) =
+        opslake_tools::ToolRegistry::load(None, &contract).map_err(|e| CliError::new(e.class(), e))?;
+    if let Some(p) = problems.first() {
+        return Err(CliError::user(format!("built-in tool files have problems: {p}")));
+    }
+    if std::fs::read_to_string(out).is_ok_and(|t| !t.starts_with(opslake_tools::objects::COVERAGE_HEADER)) {
+        return Err(CliError::user(format!(
+            "{} was not written by `opslake docs coverage`; not replacing it (choose another --out)",
+            out.display()
+        )));
+    }
+    let tools = registry.tools();
+    std::fs::write(out, opslake_tools::objects::coverage(&tools)).map_err(|e| CliError::io(out, e))?;
+    let objects: usize = tools.iter().map(|t| t.objects.len()).sum();
+    println!("wrote {} ({} tools, {objects} objects)", out.display(), tools.len());
+    Ok(())
 }
 
 fn docs_schema(out: &std::path::Path) -> Result<(), CliError> {

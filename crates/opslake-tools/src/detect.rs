@@ -138,6 +138,11 @@ impl<'t> Weights<'t> {
 /// for every object, as `sfdx_tree` and Pipedrive's webhooks are, fits least).
 pub const MIN_FIT: f64 = 0.4;
 
+/// The least share of a file an object's layout must know, and of the object's fields the file
+/// must have, when the file is not named after the object (see [`detect`]): the corpus files
+/// of other tools that a generic object fits one way fit the other at most 0.15.
+const NAMELESS_FIT: f64 = 0.25;
+
 /// Two shapes of different tools whose [`Fit::strength`]s are this close are both plausible:
 /// ambiguous.
 const CLOSE_FIT: f64 = 0.15;
@@ -174,6 +179,9 @@ struct Candidate<'t> {
     delimiter: Option<u8>,
     header_index: usize,
     columns: Vec<String>,
+    /// The file is named after the derived shape's object (always, for a written shape, whose
+    /// file globs and headers are its own evidence).
+    named: bool,
 }
 
 /// Finds the shape of `opened` among `tools` (all of them, or only `only` when given).
@@ -204,6 +212,21 @@ fn detect<'t>(
                         c.fit.expected,
                         c.fit.recall * 100.0,
                         MIN_FIT * 100.0
+                    );
+                    misses.push(format!("{}: {why}", shape.id));
+                    scores.push(Scored { shape: shape.id.clone(), score: c.score, fit: c.fit, refused: Some(why) });
+                }
+                // An object's layout names all of its fields, so it knows both sides of a file of
+                // it: unless the file is named after the object, most of the file must be the
+                // object's and most of the object must be in the file. A generic object (stages:
+                // id, name, dates) otherwise fits any table of ids and names one way.
+                Ok(c) if !c.named && c.fit.coverage.min(c.fit.recall) < NAMELESS_FIT => {
+                    let why = format!(
+                        "fits one way only: {:.0}% of the file is the object's, {:.0}% of the object is in the file, and the file is not named after it ({}); {:.0}% of both is needed",
+                        c.fit.coverage * 100.0,
+                        c.fit.recall * 100.0,
+                        shape.derived.as_ref().map(|d| d.names.join(", ")).unwrap_or_default(),
+                        NAMELESS_FIT * 100.0
                     );
                     misses.push(format!("{}: {why}", shape.id));
                     scores.push(Scored { shape: shape.id.clone(), score: c.score, fit: c.fit, refused: Some(why) });
@@ -322,6 +345,23 @@ fn try_shape<'t>(
         }
         (f, _) => return Err(format!("shape reads {f}, the file is not")),
     };
+    let mut named = shape.derived.is_none();
+    if let Some(derived) = &shape.derived {
+        // The producer is told by its metadata columns: a file one producer wrote is not laid
+        // out as another's, and a file without any is the API's, the UI's or a loader's that
+        // wrote none (the fit decides).
+        match crate::producers::shown(&columns, opened.loader) {
+            Some(p) if p.name != derived.producer => {
+                return Err(format!("written by {}, this layout is {}'s", p.description, derived.producer));
+            }
+            Some(_) => score += 1,
+            None => {}
+        }
+        if derived.named_in(&opened.file_name) || derived.named_in(&opened.name) {
+            score += 1;
+            named = true;
+        }
+    }
     let missing: Vec<&String> = shape.headers.iter().filter(|h| !columns.contains(h)).collect();
     if !missing.is_empty() {
         return Err(format!(
@@ -343,7 +383,7 @@ fn try_shape<'t>(
         score += 1;
     }
     let fit = Fit::of(shape, &columns, weights);
-    Ok(Candidate { tool, shape, score, fit, delimiter, header_index, columns })
+    Ok(Candidate { tool, shape, score, fit, delimiter, header_index, columns, named })
 }
 
 fn union_keys(rows: &[FlatRecord]) -> Vec<String> {

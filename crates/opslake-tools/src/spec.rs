@@ -55,77 +55,108 @@ struct RawTool {
     thousands_separator: Option<Spanned<String>>,
     #[serde(default)]
     null_values: Vec<String>,
+    #[serde(default)]
     shapes: Vec<RawShape>,
+    /// The tool's objects, each written once by its API field names; shapes are derived
+    /// from them for every producer (see [`crate::objects`]).
+    #[serde(default)]
+    objects: Option<Spanned<BTreeMap<String, crate::objects::RawObject>>>,
+    /// This tool's quirks inside shared producers.
+    #[serde(default)]
+    producers: BTreeMap<String, Spanned<crate::producers::ProducerOptions>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawShape {
-    name: Spanned<String>,
-    description: String,
+pub(crate) struct RawShape {
+    pub(crate) name: Spanned<String>,
+    pub(crate) description: String,
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
-    read: RawRead,
+    pub(crate) matcher: RawMatch,
+    pub(crate) read: RawRead,
     #[serde(default)]
-    timezone: Option<Spanned<String>>,
+    pub(crate) timezone: Option<Spanned<String>>,
     #[serde(default)]
-    date_order: Option<DateOrder>,
+    pub(crate) date_order: Option<DateOrder>,
     #[serde(default)]
-    decimal_separator: Option<Spanned<String>>,
+    pub(crate) decimal_separator: Option<Spanned<String>>,
     #[serde(default)]
-    thousands_separator: Option<Spanned<String>>,
-    outputs: Spanned<Vec<RawOutput>>,
+    pub(crate) thousands_separator: Option<Spanned<String>>,
+    pub(crate) outputs: Spanned<Vec<RawOutput>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawMatch {
+pub(crate) struct RawMatch {
     #[serde(default)]
-    file: Vec<Spanned<String>>,
+    pub(crate) file: Vec<Spanned<String>>,
     #[serde(default)]
-    headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
     #[serde(default)]
-    values: BTreeMap<String, Vec<String>>,
+    pub(crate) values: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRead {
-    format: Format,
+pub(crate) struct RawRead {
+    pub(crate) format: Format,
     #[serde(default)]
-    encoding: Option<Spanned<String>>,
+    pub(crate) encoding: Option<Spanned<String>>,
     #[serde(default)]
-    delimiter: Option<Spanned<String>>,
+    pub(crate) delimiter: Option<Spanned<String>>,
     #[serde(default)]
-    quote: Option<char>,
+    pub(crate) quote: Option<char>,
     #[serde(default)]
-    escape: Option<char>,
+    pub(crate) escape: Option<char>,
     #[serde(default)]
-    header_row: Option<usize>,
+    pub(crate) header_row: Option<usize>,
     #[serde(default)]
-    summary_rows: Vec<Spanned<String>>,
+    pub(crate) summary_rows: Vec<Spanned<String>>,
     #[serde(default)]
-    header_patterns: BTreeMap<String, Spanned<String>>,
+    pub(crate) header_patterns: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
-    null_values: Vec<String>,
+    pub(crate) null_values: Vec<String>,
     #[serde(default)]
-    short_rows: ShortRows,
+    pub(crate) short_rows: ShortRows,
     #[serde(default)]
-    sheet: Option<String>,
+    pub(crate) sheet: Option<String>,
     #[serde(default)]
-    records: Option<String>,
+    pub(crate) records: Option<String>,
     #[serde(default)]
-    explode: Option<OneOrMany>,
+    pub(crate) explode: Option<OneOrMany>,
     #[serde(default)]
-    parent: bool,
+    pub(crate) parent: bool,
     #[serde(default)]
-    unpivot: Option<Unpivot>,
+    pub(crate) unpivot: Option<Unpivot>,
+}
+
+impl RawRead {
+    /// A read of `format` with every option at its default.
+    pub(crate) fn new(format: Format) -> Self {
+        Self {
+            format,
+            encoding: None,
+            delimiter: None,
+            quote: None,
+            escape: None,
+            header_row: None,
+            summary_rows: Vec::new(),
+            header_patterns: BTreeMap::new(),
+            null_values: Vec::new(),
+            short_rows: ShortRows::default(),
+            sheet: None,
+            records: None,
+            explode: None,
+            parent: false,
+            unpivot: None,
+        }
+    }
 }
 
 /// A path, or a list of them.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
@@ -144,15 +175,15 @@ pub struct Unpivot {
     pub value: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawOutput {
-    table: Spanned<String>,
+pub(crate) struct RawOutput {
+    pub(crate) table: Spanned<String>,
     #[serde(default)]
-    filter: Option<Spanned<String>>,
+    pub(crate) filter: Option<Spanned<String>>,
     #[serde(default = "default_true")]
-    custom_fields: bool,
-    columns: Spanned<BTreeMap<String, Spanned<String>>>,
+    pub(crate) custom_fields: bool,
+    pub(crate) columns: Spanned<BTreeMap<String, Spanned<String>>>,
 }
 
 /// A loaded, validated tool.
@@ -164,8 +195,11 @@ pub struct Tool {
     pub description: String,
     /// Where it was declared.
     pub file: String,
-    /// Its export shapes, in declaration order.
+    /// Its export shapes: those written, in declaration order, then those derived from its
+    /// objects.
     pub shapes: Vec<Shape>,
+    /// Its objects, each described once.
+    pub objects: Vec<crate::objects::Object>,
 }
 
 /// One export shape of a tool.
@@ -197,6 +231,8 @@ pub struct Shape {
     /// Every raw column its match, filters and mappings name: what a file of this shape is
     /// expected to hold, against which detection weighs the columns a file has.
     pub known: std::collections::BTreeSet<String>,
+    /// The object and producer a derived shape was made from; none for a written one.
+    pub derived: Option<crate::objects::Derived>,
 }
 
 /// The columns `sql` (a mapping expression) names, as the mapping resolves them: a quoted
@@ -313,11 +349,46 @@ impl Tool {
                 shapes.push(shape);
             }
         }
-        if raw.shapes.is_empty() {
-            problems.push(Problem::in_file(file, "a tool needs at least one shape"));
+        let mut options = BTreeMap::new();
+        for (producer, o) in &raw.producers {
+            if crate::producers::named(producer).is_none() {
+                let known: Vec<&str> = crate::producers::all().iter().map(|p| p.name.as_str()).collect();
+                problems.push(Problem::at(
+                    file,
+                    o,
+                    format!("'{producer}' is not a producer (schemas/producers.yaml has {})", known.join(", ")),
+                ));
+            }
+            options.insert(producer.clone(), o.value.clone());
+        }
+        let mut objects = Vec::new();
+        if let Some(raw_objects) = &raw.objects {
+            let (loaded, derived) = crate::objects::derive(file, raw_objects, &options, &mut problems);
+            objects = loaded;
+            for d in derived {
+                if let Some(line) = seen.get(&d.raw.name.value) {
+                    problems.push(Problem::at(
+                        file,
+                        &d.raw.name,
+                        format!(
+                            "the shape '{}' derived from this object clashes with the shape declared on line {line}",
+                            d.raw.name.value
+                        ),
+                    ));
+                    continue;
+                }
+                if let Some(mut shape) = load_shape(name, file, &d.raw, &raw, &tool_tz, contract, &mut problems) {
+                    shape.known.extend(d.derived.columns.iter().cloned());
+                    shape.derived = Some(d.derived);
+                    shapes.push(shape);
+                }
+            }
+        }
+        if shapes.is_empty() && problems.is_empty() {
+            problems.push(Problem::in_file(file, "a tool needs at least one shape or object"));
         }
         if problems.is_empty() {
-            Ok(Self { name: name.to_string(), description: raw.description, file: file.to_string(), shapes })
+            Ok(Self { name: name.to_string(), description: raw.description, file: file.to_string(), shapes, objects })
         } else {
             Err(problems)
         }
@@ -477,6 +548,7 @@ fn load_shape(
         numbers,
         home_currency: None,
         outputs,
+        derived: None,
     })
 }
 
