@@ -76,6 +76,9 @@ pub fn record_rows(record: &Value, opts: &JsonOptions) -> Vec<FlatRecord> {
 }
 
 fn single_array_rows(record: &Value, path: &str) -> Vec<FlatRecord> {
+    if let Some((outer, inner)) = array_on_the_way(record, path) {
+        return nested_array_rows(record, outer, inner);
+    }
     let mut parent = record.clone();
     let children = take_at_path(&mut parent, path);
     let mut base = Vec::new();
@@ -103,6 +106,47 @@ fn single_array_rows(record: &Value, path: &str) -> Vec<FlatRecord> {
             vec![row]
         }
     }
+}
+
+/// Where `path` steps through an array before its end (a report's `Rows.Rows`: sections,
+/// each with its rows): the path up to that array and the rest of it.
+fn array_on_the_way<'p>(record: &Value, path: &'p str) -> Option<(&'p str, &'p str)> {
+    let mut cur = record;
+    for (at, _) in path.match_indices('.') {
+        let (outer, rest) = (&path[..at], &path[at + 1..]);
+        cur = at_path(cur, outer.rsplit('.').next().unwrap_or(outer))?;
+        if cur.is_array() {
+            return Some((outer, rest));
+        }
+    }
+    None
+}
+
+/// One row per element of the inner arrays of each element of the outer one, beside the
+/// record's fields and the outer element's own (a section's title beside each of its rows);
+/// an outer element without the inner array is one row of its own.
+fn nested_array_rows(record: &Value, outer: &str, inner: &str) -> Vec<FlatRecord> {
+    let mut parent = record.clone();
+    let items = take_at_path(&mut parent, outer);
+    let mut base = Vec::new();
+    flatten(&parent, "", &mut base);
+    let items = match items {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        _ => {
+            base.push((index_column(outer), None));
+            return vec![base];
+        }
+    };
+    let mut rows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        for own in single_array_rows(item, inner) {
+            let mut row = base.clone();
+            row.push((index_column(outer), Some((i + 1).to_string())));
+            row.extend(own.into_iter().map(|(k, v)| (format!("{outer}.{k}"), v)));
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// The record's own row (every index null), then one row per element of each array in the
@@ -427,6 +471,26 @@ mod tests {
         assert_eq!(col(&c, "Line.#index").value(1), "2");
         assert!(col(&c, "Line.#index").is_null(2), "a record with an empty array is one row with no position");
         assert_eq!(col(&c, "Id").value(2), "inv2");
+    }
+
+    #[test]
+    fn an_exploded_path_through_an_array_gives_a_row_per_inner_element() {
+        // A report's sections, each with its rows; a header row has no rows of its own.
+        let doc = r#"[{"ReportDate":"31 Jan","Rows":[
+            {"RowType":"Header"},
+            {"RowType":"Section","Title":"Revenue","Rows":[{"RowType":"Row","Cells":[1]},{"RowType":"Row","Cells":[2]}]},
+            {"RowType":"Section","Title":"Assets","Rows":[{"RowType":"Row","Cells":[3]}]}]}]"#;
+        let opts = JsonOptions { explode: vec!["Rows.Rows".into()], ..JsonOptions::default() };
+        let mut r = JsonDocReader::new("r.json", Box::new(doc.as_bytes()), &opts).expect("parses");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 4);
+        assert_eq!(col(&c, "Rows.RowType").value(0), "Header");
+        assert!(col(&c, "Rows.Rows.#index").is_null(0), "an outer element without rows is one row");
+        assert_eq!(col(&c, "Rows.Title").value(2), "Revenue", "the section's fields are on each of its rows");
+        assert_eq!(col(&c, "Rows.Rows.Cells").value(2), "[2]");
+        assert_eq!(col(&c, "Rows.Rows.#index").value(2), "2");
+        assert_eq!(col(&c, "Rows.#index").value(3), "3");
+        assert_eq!(col(&c, "ReportDate").value(3), "31 Jan");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub(crate) struct RawObject {
     /// Where the UI export is found, beyond its labels.
     #[serde(default)]
     ui: Option<RawUi>,
+    /// The producers derived for it, where not every one is: a layout a written shape of the
+    /// tool already reads (a UI export with its own quirks) is not derived a second time.
+    #[serde(default)]
+    written_by: Option<Vec<String>>,
     fields: Spanned<BTreeMap<String, Option<RawField>>>,
     outputs: Spanned<Vec<RawOutput>>,
 }
@@ -255,6 +259,15 @@ pub(crate) fn derive(
         if !is_snake_case(name) {
             problems.push(Problem::at(file, &raw.description, format!("object name '{name}' must be snake_case")));
         }
+        for unknown in raw.written_by.iter().flatten().filter(|p| producers::named(p).is_none()) {
+            problems.push(Problem::at(
+                file,
+                &raw.description,
+                format!(
+                    "object '{name}': written_by names '{unknown}', which is not a producer (schemas/producers.yaml)"
+                ),
+            ));
+        }
         let fields: Vec<Field> = raw
             .fields
             .value
@@ -322,7 +335,8 @@ pub(crate) fn derive(
         };
         let apis: &[RawApi] = raw.api.as_ref().map_or(&[], ApiLayouts::all);
         let exploded = apis.iter().any(|a| a.explode.is_some());
-        for producer in producers::all() {
+        let derives = |p: &str| raw.written_by.as_ref().is_none_or(|w| w.iter().any(|n| n == p));
+        for producer in producers::all().iter().filter(|p| derives(&p.name)) {
             let layouts: Vec<(String, Option<&RawApi>)> = match (producer.name.as_str(), producer.layout) {
                 ("airbyte", _) => Vec::new(),
                 (_, Layout::Document) => apis
@@ -359,7 +373,7 @@ pub(crate) fn derive(
                 }
             }
         }
-        if !exploded {
+        if !exploded && derives("airbyte") {
             object.producers.push("airbyte".to_string());
             airbyte.push((raw, object.clone()));
         }

@@ -200,6 +200,8 @@ pub struct Tool {
     pub shapes: Vec<Shape>,
     /// Its objects, each described once.
     pub objects: Vec<crate::objects::Object>,
+    /// Its quirks inside shared producers (Fivetran's `property_` prefix), by producer.
+    pub producers: BTreeMap<String, crate::producers::ProducerOptions>,
 }
 
 /// One export shape of a tool.
@@ -388,7 +390,14 @@ impl Tool {
             problems.push(Problem::in_file(file, "a tool needs at least one shape or object"));
         }
         if problems.is_empty() {
-            Ok(Self { name: name.to_string(), description: raw.description, file: file.to_string(), shapes, objects })
+            Ok(Self {
+                name: name.to_string(),
+                description: raw.description,
+                file: file.to_string(),
+                shapes,
+                objects,
+                producers: options,
+            })
         } else {
             Err(problems)
         }
