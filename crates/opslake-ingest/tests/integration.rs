@@ -165,7 +165,8 @@ mod golden {
 mod corpus {
     use super::*;
 
-    /// Files of supported tools that opslake does not land, and why: each a reason, never "not yet".
+    /// Files of supported tools that opslake does not land (refused, or recognised with no
+    /// record to write), and why: each a reason, never "not yet".
     pub(super) const NOT_MAPPED: [(&str, &str); 6] = [
         (
             "fivetran_eeoc.csv",
@@ -297,6 +298,9 @@ mod corpus {
                     (None, None) => {
                         assert_eq!(f.rows_read, f.rows_written + f.rows_rejected, "{name}");
                         assert!(f.rows_read > 0, "{name} read no rows");
+                        // Landing is writing: a file whose every row is rejected or unmapped
+                        // has not landed, whatever its accounting.
+                        assert!(f.rows_written > 0, "{name} wrote no rows: {f:?}");
                         landed += 1;
                         rows += f.rows_read;
                     }
@@ -304,6 +308,12 @@ mod corpus {
                         assert!(e.contains("not an export of"), "{name}: {e}");
                         explained.insert(name.clone());
                         eprintln!("{folder}/{name}: not mapped ({why})");
+                    }
+                    // Recognised, every row accounted for, none of them a record to write.
+                    (None, Some((_, why))) if f.rows_written == 0 => {
+                        assert_eq!(f.rows_read, f.rows_written + f.rows_rejected, "{name}");
+                        explained.insert(name.clone());
+                        eprintln!("{folder}/{name}: recognised, nothing to write ({why})");
                     }
                     (None, Some(_)) => panic!("{name} is listed as not mapped but landed: update NOT_MAPPED"),
                     (Some(e), None) => panic!("{folder}/{name} failed: {e}"),
@@ -514,7 +524,7 @@ mod report_totals {
                     .map(|e| e.expect("file").path())
                     .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
                 {
-                    // Reports of breakdowns opslake does not map are explained by the corpus test.
+                    // A report opslake does not map is explained by the corpus test.
                     let name = path.file_name().expect("name").to_string_lossy().into_owned();
                     if !corpus::NOT_MAPPED.iter().any(|(n, _)| *n == name) {
                         files.push(path);
@@ -2614,7 +2624,9 @@ mod producers {
                 assert_eq!((file.rows_rejected, file.values_nulled), (0, 0), "{id}: {file:?}");
                 landed_shapes.extend(file.shape.clone());
                 let expected = landed(&dir.path().join(format!("lake-{name}")), object).await;
+                assert_eq!(expected.len(), object.tables.len(), "{id}: every table of the object is written: {file:?}");
                 assert!(expected.values().all(|t| t.lines().count() == 3), "{id}: both records land: {expected:?}");
+                assert_eq!(file.rows_unmapped, 0, "{id}: {file:?}");
                 for producer in producers::all().iter().filter(|p| {
                     object.producers.contains(&p.name) && !["api", "ui", reference.as_str()].contains(&p.name.as_str())
                 }) {
@@ -2635,7 +2647,11 @@ mod producers {
                         object.name,
                         file.error
                     );
-                    assert_eq!((file.rows_rejected, file.values_nulled), (0, 0), "{want}: {file:?}");
+                    assert_eq!(
+                        (file.rows_rejected, file.values_nulled, file.rows_unmapped),
+                        (0, 0, 0),
+                        "{want}: {file:?}"
+                    );
                     landed_shapes.insert(want.clone());
                     let got = landed(&dir.path().join(format!("lake-{name}")), object).await;
                     assert_eq!(got, expected, "{want} lands other rows than the API's layout of the same records");
@@ -2660,7 +2676,7 @@ mod producers {
     /// A file of one shape's columns, under a name that says nothing (or the least name its
     /// file globs allow): CSV with a header and one row, or a JSON document of one record at
     /// the shape's records path. None for layouts this cannot write (explodes, unpivots,
-    /// renamed headers, XML, JSON lines, preambles a mapping reads).
+    /// renamed headers, JSON lines, preambles a mapping reads).
     fn file_of_columns(shape: &opslake_tools::spec::Shape) -> Option<(String, String)> {
         use opslake_tools::spec::Format;
         let r = &shape.read;
@@ -2758,9 +2774,13 @@ mod producers {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut tried, mut ambiguous, mut same_columns, mut wrong) = (0, 0, 0, Vec::new());
         let mut proved = std::collections::BTreeSet::new();
+        let mut skipped = Vec::new();
         for tool in &registry {
             for shape in &tool.shapes {
-                let Some((name, text)) = file_of_columns(shape) else { continue };
+                let Some((name, text)) = file_of_columns(shape) else {
+                    skipped.push(shape.id.clone());
+                    continue;
+                };
                 let path = dir.path().join(format!("{tried}")).join(&name);
                 std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
                 std::fs::write(&path, &text).expect("write");
@@ -2784,7 +2804,13 @@ mod producers {
                 match got.expect("one stream") {
                     Ok(id) if id == shape.id => {}
                     Ok(id) if alike(&id) => same_columns += 1,
-                    Err(e) if e.to_string().contains("ambiguous") && e.to_string().contains(&shape.id) => {
+                    // Ambiguous is right only between shapes that read the same columns.
+                    Err(e)
+                        if e.to_string().contains("ambiguous")
+                            && registry.iter().flat_map(|t| &t.shapes).any(|other| {
+                                other.id != shape.id && e.to_string().contains(&other.id) && other.known == shape.known
+                            }) =>
+                    {
                         ambiguous += 1
                     }
                     other => wrong.push(format!("{} ({name}): {other:?}\n{text}", shape.id)),
@@ -2795,7 +2821,12 @@ mod producers {
             "{tried} shapes tried by their own columns: {ambiguous} reported ambiguous with a shape reading the same, \
              {same_columns} taken for another producer's identical layout of the same object"
         );
-        assert!(tried >= 100, "only {tried} shapes tried");
+        // Layouts a file of plain columns cannot stand for (explodes, unpivots, renamed
+        // headers, preamble columns, JSON lines) are named, and proved by their golden cases.
+        eprintln!("{} shapes not tried (not a layout of plain columns): {}", skipped.len(), skipped.join(", "));
+        let all = registry.iter().map(|t| t.shapes.len()).sum::<usize>();
+        assert_eq!(tried + skipped.len(), all, "every shape is tried or named");
+        assert!(tried * 100 >= all * 75, "only {tried} of {all} shapes tried");
         for close in [
             ["salesforce.data_export_contact", "salesforce.data_export_lead"],
             ["quickbooks.fivetran_invoice", "quickbooks.fivetran_bill"],

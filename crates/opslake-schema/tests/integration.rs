@@ -73,6 +73,7 @@ mod contract {
             "finance.customers",
             "finance.gl_accounts",
             "finance.journal_lines",
+            "finance.journal_entries",
             "finance.invoices",
             "finance.invoice_lines",
             "finance.payments",

@@ -124,7 +124,8 @@ fn array_on_the_way<'p>(record: &Value, path: &'p str) -> Option<(&'p str, &'p s
 
 /// One row per element of the inner arrays of each element of the outer one, beside the
 /// record's fields and the outer element's own (a section's title beside each of its rows);
-/// an outer element without the inner array is one row of its own.
+/// an outer element without the inner array is one row of its own. Both levels are indexed
+/// on every row (null where there is no element).
 fn nested_array_rows(record: &Value, outer: &str, inner: &str) -> Vec<FlatRecord> {
     let mut parent = record.clone();
     let items = take_at_path(&mut parent, outer);
@@ -134,6 +135,7 @@ fn nested_array_rows(record: &Value, outer: &str, inner: &str) -> Vec<FlatRecord
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => {
             base.push((index_column(outer), None));
+            base.push((index_column(&format!("{outer}.{inner}")), None));
             return vec![base];
         }
     };
@@ -142,18 +144,30 @@ fn nested_array_rows(record: &Value, outer: &str, inner: &str) -> Vec<FlatRecord
         for own in single_array_rows(item, inner) {
             let mut row = base.clone();
             row.push((index_column(outer), Some((i + 1).to_string())));
-            row.extend(own.into_iter().map(|(k, v)| (format!("{outer}.{k}"), v)));
+            row.extend(own.into_iter().map(|(k, v)| (under(outer, &k), v)));
             rows.push(row);
         }
     }
     rows
 }
 
+/// `column` of an element of the array at `outer`, named from the record; an element that
+/// is a scalar flattens to the empty name, which is the array's own.
+fn under(outer: &str, column: &str) -> String {
+    if column.is_empty() { outer.to_string() } else { format!("{outer}.{column}") }
+}
+
 /// The record's own row (every index null), then one row per element of each array in the
 /// order the paths are given, each with its array's index set and the others null.
 fn several_array_rows(record: &Value, paths: &[String]) -> Vec<FlatRecord> {
     let mut parent = record.clone();
-    let children: Vec<Option<Value>> = paths.iter().map(|p| take_at_path(&mut parent, p)).collect();
+    // A path through an array (Rows.Rows) takes the outer array, whose elements give rows.
+    let nested: Vec<Option<(&str, &str)>> = paths.iter().map(|p| array_on_the_way(record, p)).collect();
+    let children: Vec<Option<Value>> = paths
+        .iter()
+        .zip(&nested)
+        .map(|(p, n)| take_at_path(&mut parent, n.map_or(p.as_str(), |(outer, _)| outer)))
+        .collect();
     let mut base = Vec::new();
     flatten(&parent, "", &mut base);
     let indexes = |set: Option<(usize, usize)>| -> FlatRecord {
@@ -174,10 +188,24 @@ fn several_array_rows(record: &Value, paths: &[String]) -> Vec<FlatRecord> {
             Some(one) => vec![one],
         };
         for (i, item) in items.iter().enumerate() {
-            let mut row = base.clone();
-            row.extend(indexes(Some((k, i))));
-            flatten(item, path, &mut row);
-            rows.push(row);
+            match nested[k] {
+                None => {
+                    let mut row = base.clone();
+                    row.extend(indexes(Some((k, i))));
+                    flatten(item, path, &mut row);
+                    rows.push(row);
+                }
+                // The inner element's index is this path's, as a single path gives it.
+                Some((outer, inner)) => {
+                    for own in single_array_rows(item, inner) {
+                        let mut row = base.clone();
+                        row.extend(indexes(None).into_iter().filter(|(c, _)| *c != index_column(path)));
+                        row.push((index_column(outer), Some((i + 1).to_string())));
+                        row.extend(own.into_iter().map(|(c, v)| (under(outer, &c), v)));
+                        rows.push(row);
+                    }
+                }
+            }
         }
     }
     rows
@@ -491,6 +519,16 @@ mod tests {
         assert_eq!(col(&c, "Rows.Rows.#index").value(2), "2");
         assert_eq!(col(&c, "Rows.#index").value(3), "3");
         assert_eq!(col(&c, "ReportDate").value(3), "31 Jan");
+
+        // The same path in a list: the record's own row first, then the same four.
+        let opts = JsonOptions { explode: vec!["Rows.Rows".into(), "Notes".into()], ..JsonOptions::default() };
+        let mut r = JsonDocReader::new("r.json", Box::new(doc.as_bytes()), &opts).expect("parses");
+        let c = r.next_chunk().expect("reads").expect("chunk");
+        assert_eq!(c.batch.num_rows(), 5);
+        assert!(col(&c, "Rows.Rows.#index").is_null(0), "the record's own row");
+        assert_eq!(col(&c, "Rows.Rows.Cells").value(3), "[2]");
+        assert_eq!(col(&c, "Rows.Rows.#index").value(3), "2");
+        assert_eq!(col(&c, "Rows.Title").value(4), "Assets");
     }
 
     #[test]

@@ -259,14 +259,27 @@ pub(crate) fn derive(
         if !is_snake_case(name) {
             problems.push(Problem::at(file, &raw.description, format!("object name '{name}' must be snake_case")));
         }
-        for unknown in raw.written_by.iter().flatten().filter(|p| producers::named(p).is_none()) {
-            problems.push(Problem::at(
-                file,
-                &raw.description,
-                format!(
-                    "object '{name}': written_by names '{unknown}', which is not a producer (schemas/producers.yaml)"
-                ),
-            ));
+        let field_producers = raw.fields.value.iter().filter_map(|(path, f)| {
+            let w = f.as_ref()?.written_by.as_ref()?;
+            Some((format!("field '{path}'"), w))
+        });
+        for (what, listed) in raw.written_by.iter().map(|w| ("written_by".to_string(), w)).chain(field_producers) {
+            if listed.is_empty() {
+                problems.push(Problem::at(
+                    file,
+                    &raw.description,
+                    format!("object '{name}': {what} names no producer (leave it out for every one)"),
+                ));
+            }
+            for unknown in listed.iter().filter(|p| producers::named(p).is_none()) {
+                problems.push(Problem::at(
+                    file,
+                    &raw.description,
+                    format!(
+                        "object '{name}': {what} names '{unknown}', which is not a producer (schemas/producers.yaml)"
+                    ),
+                ));
+            }
         }
         let fields: Vec<Field> = raw
             .fields
@@ -376,6 +389,17 @@ pub(crate) fn derive(
         if !exploded && derives("airbyte") {
             object.producers.push("airbyte".to_string());
             airbyte.push((raw, object.clone()));
+        }
+        // A producer named that derives nothing (`ui` without labels, `api` without a layout,
+        // a loader of an exploded object) is a mistake the file would otherwise hide.
+        for idle in raw.written_by.iter().flatten().filter(|p| !object.producers.contains(p)) {
+            if producers::named(idle).is_some() {
+                problems.push(Problem::at(
+                    file,
+                    &raw.description,
+                    format!("object '{name}': written_by names '{idle}', but no {idle} layout can be derived for it"),
+                ));
+            }
         }
         loaded.push(object);
     }

@@ -685,6 +685,29 @@ shapes:
     }
 
     #[test]
+    fn producers_an_object_names_must_exist_and_derive_a_layout() {
+        let contract = Contract::embedded().expect("contract");
+        let object = |written_by: &str, field_by: &str| {
+            format!(
+                "description: Acme.\nobjects:\n  thing:\n    description: Things.\n{written_by}    fields:\n      \
+                 id: {{required: true}}\n      name: {{{field_by}}}\n    outputs:\n      - table: crm.organizations\n        \
+                 columns: {{source_id: id, name: name}}\n"
+            )
+        };
+        let problems = |yaml: &str| match Tool::load("acme", "t.yaml", yaml, &contract) {
+            Ok(_) => String::new(),
+            Err(p) => p.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        };
+        assert_eq!(problems(&object("", "")), "", "an object every producer writes loads");
+        let typo = problems(&object("", "written_by: [fivetrna]"));
+        assert!(typo.contains("field 'name' names 'fivetrna', which is not a producer"), "{typo}");
+        let none = problems(&object("    written_by: []\n", ""));
+        assert!(none.contains("written_by names no producer"), "{none}");
+        let idle = problems(&object("    written_by: [fivetran, ui]\n", ""));
+        assert!(idle.contains("names 'ui', but no ui layout can be derived"), "{idle}");
+    }
+
+    #[test]
     fn required_columns_and_source_id_must_be_mapped() {
         let contract = Contract::embedded().expect("contract");
         let bad = TOOL
