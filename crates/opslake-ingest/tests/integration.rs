@@ -2178,7 +2178,7 @@ mod landed {
             .expect("write");
         let report = run_ingest(&lake, &[input(file, Some("stripe"))], None).await;
         assert!(report.failed().next().is_none(), "{:?}", report.files);
-        assert_eq!(report.files[0].shape.as_deref(), Some("stripe.api_charges"));
+        assert_eq!(report.files[0].shape.as_deref(), Some("stripe.dlt_charge"));
         let sql = "SELECT source_id, amount, currency, customer_email, payment_method, \
                    custom_fields['billing_details.address.country'] AS country FROM finance.payments ORDER BY source_id";
         assert_eq!(
