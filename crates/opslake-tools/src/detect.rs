@@ -650,8 +650,9 @@ mod tests {
     #[test]
     fn a_file_sharing_only_generic_columns_with_a_shape_is_refused_by_its_fit() {
         let tools = tools();
-        let customers = "id,_fivetran_synced,name,currency,email,delinquent,invoice_prefix,balance,livemode,phone\n\
-                         cus_1,2024-01-02 03:04:05,Acme,usd,a@acme.test,false,ABC,0,true,555\n";
+        // A Stripe customer but for delinquent, which every one has: only generic columns fit.
+        let customers = "id,_fivetran_synced,name,currency,email,invoice_prefix,balance,livemode,phone\n\
+                         cus_1,2024-01-02 03:04:05,Acme,usd,a@acme.test,ABC,0,true,555\n";
         let err = recognised(&tools, Some("meta_ads"), customers).expect_err("not an ad account");
         assert!(err.to_string().contains("fits too little"), "{err}");
         let err = recognised(&tools, None, customers).expect_err("no tool takes it");
