@@ -2509,11 +2509,16 @@ mod producers {
     /// The API's JSON layout of `records`, under the object's records path.
     fn api_file(object: &Object, records: &[Map<String, Value>]) -> Option<String> {
         let layout = object.api.iter().find(|a| a.format == opslake_tools::spec::Format::Json)?;
+        Some(document(&layout.records, records).to_string())
+    }
+
+    /// `records` as an array at the dotted path `records_at` of a JSON document.
+    fn document(records_at: &str, records: &[Map<String, Value>]) -> Value {
         let mut doc = Value::Array(records.iter().cloned().map(Value::Object).collect());
-        for key in layout.records.split('.').filter(|k| !k.is_empty()).rev() {
+        for key in records_at.split('.').filter(|k| !k.is_empty()).rev() {
             doc = json!({ key: doc });
         }
-        Some(doc.to_string())
+        doc
     }
 
     /// A table producer's layout: a header of its columns (and its metadata), one row per record.
@@ -2698,11 +2703,7 @@ mod producers {
                 for c in &columns {
                     insert(&mut record, c, Value::String(value(c)));
                 }
-                let mut doc = Value::Array(vec![Value::Object(record)]);
-                for key in r.records.as_deref().unwrap_or("").split('.').filter(|k| !k.is_empty()).rev() {
-                    doc = json!({ key: doc });
-                }
-                ("json", doc.to_string())
+                ("json", document(r.records.as_deref().unwrap_or(""), &[record]).to_string())
             }
             Format::Xml => ("xml", xml_of_columns(&columns, r.records.as_deref().unwrap_or(""), &value)?),
             _ => return None,

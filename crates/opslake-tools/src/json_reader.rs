@@ -139,22 +139,23 @@ fn nested_array_rows(record: &Value, outer: &str, inner: &str) -> Vec<FlatRecord
             return vec![base];
         }
     };
-    let mut rows = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        for own in single_array_rows(item, inner) {
-            let mut row = base.clone();
-            row.push((index_column(outer), Some((i + 1).to_string())));
-            row.extend(own.into_iter().map(|(k, v)| (under(outer, &k), v)));
-            rows.push(row);
-        }
-    }
-    rows
+    items.iter().enumerate().flat_map(|(i, item)| outer_element_rows(&base, outer, i, item, inner)).collect()
 }
 
-/// `column` of an element of the array at `outer`, named from the record; an element that
-/// is a scalar flattens to the empty name, which is the array's own.
-fn under(outer: &str, column: &str) -> String {
-    if column.is_empty() { outer.to_string() } else { format!("{outer}.{column}") }
+/// The rows element `i` of the array at `outer` gives, each `base` and the element's position
+/// beside its own inner rows, named from the record.
+fn outer_element_rows(base: &FlatRecord, outer: &str, i: usize, item: &Value, inner: &str) -> Vec<FlatRecord> {
+    // An element that is a scalar flattens to the empty name, which is the array's own.
+    let under = |column: String| if column.is_empty() { outer.to_string() } else { format!("{outer}.{column}") };
+    single_array_rows(item, inner)
+        .into_iter()
+        .map(|own| {
+            let mut row = base.clone();
+            row.push((index_column(outer), Some((i + 1).to_string())));
+            row.extend(own.into_iter().map(|(c, v)| (under(c), v)));
+            row
+        })
+        .collect()
 }
 
 /// The record's own row (every index null), then one row per element of each array in the
@@ -197,13 +198,9 @@ fn several_array_rows(record: &Value, paths: &[String]) -> Vec<FlatRecord> {
                 }
                 // The inner element's index is this path's, as a single path gives it.
                 Some((outer, inner)) => {
-                    for own in single_array_rows(item, inner) {
-                        let mut row = base.clone();
-                        row.extend(indexes(None).into_iter().filter(|(c, _)| *c != index_column(path)));
-                        row.push((index_column(outer), Some((i + 1).to_string())));
-                        row.extend(own.into_iter().map(|(c, v)| (under(outer, &c), v)));
-                        rows.push(row);
-                    }
+                    let mut others = base.clone();
+                    others.extend(indexes(None).into_iter().filter(|(c, _)| *c != index_column(path)));
+                    rows.extend(outer_element_rows(&others, outer, i, item, inner));
                 }
             }
         }

@@ -152,7 +152,7 @@ pub struct Field {
 impl Field {
     /// Whether `producer` writes it.
     pub fn written_by(&self, producer: &str) -> bool {
-        self.written_by.as_ref().is_none_or(|w| w.iter().any(|p| p == producer))
+        writes(self.written_by.as_ref(), producer)
     }
 
     fn name(&self, producer: &str) -> FieldName<'_> {
@@ -235,6 +235,12 @@ impl Derived {
 
 fn words(text: &str) -> Vec<String> {
     producers::snake_case(text).split('_').filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+/// Whether `producer` writes an object or field whose `written_by` is `listed`: every one
+/// when none is listed.
+fn writes(listed: Option<&Vec<String>>, producer: &str) -> bool {
+    listed.is_none_or(|w| w.iter().any(|p| p == producer))
 }
 
 /// A shape derived from an object, to load as written shapes are.
@@ -348,7 +354,7 @@ pub(crate) fn derive(
         };
         let apis: &[RawApi] = raw.api.as_ref().map_or(&[], ApiLayouts::all);
         let exploded = apis.iter().any(|a| a.explode.is_some());
-        let derives = |p: &str| raw.written_by.as_ref().is_none_or(|w| w.iter().any(|n| n == p));
+        let derives = |p: &str| writes(raw.written_by.as_ref(), p);
         for producer in producers::all().iter().filter(|p| derives(&p.name)) {
             let layouts: Vec<(String, Option<&RawApi>)> = match (producer.name.as_str(), producer.layout) {
                 ("airbyte", _) => Vec::new(),
